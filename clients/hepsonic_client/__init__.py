@@ -1,0 +1,1 @@
+"""hepsonic_client: thin client for reconstruction jobs."""
