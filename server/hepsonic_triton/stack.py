@@ -1,0 +1,149 @@
+"""``hepsonic-serve`` (= ``make serve``): Triton + gateway in the foreground; Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ._errors import TritonError, TritonStartError
+from ._server import TritonServer, check_port_free
+from ._signals import wait_for_shutdown_signal
+from .cli import _env, add_triton_arguments, config_from_args
+
+__all__ = ["GatewayProcess", "main"]
+
+
+class GatewayProcess:
+    """The gateway as a child process (its own interpreter: its event loop never competes with ours)."""
+
+    def __init__(self, *, host: str, http_port: int, grpc_port: int, triton_http: str, triton_grpc: str,
+                 routing_file: Path | None = None) -> None:
+        self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
+        self.env = dict(os.environ)
+        self.env.update({
+            "HEPSONIC_GATEWAY_HOST": host,
+            "HEPSONIC_GATEWAY_HTTP_PORT": str(http_port),
+            "HEPSONIC_GATEWAY_GRPC_PORT": str(grpc_port),
+            "HEPSONIC_TRITON_HTTP": triton_http,
+            "HEPSONIC_TRITON_GRPC": triton_grpc,
+        })
+        if routing_file is not None:
+            self.env["HEPSONIC_ROUTING_FILE"] = str(routing_file)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 30.0) -> GatewayProcess:
+        """Start and wait for ``/v2/health/ready``."""
+        check_port_free(self.host, self.http_port, "gateway HTTP")
+        check_port_free(self.host, self.grpc_port, "gateway gRPC")
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "hepsonic_gateway"], env=self.env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TritonStartError(f"the gateway exited with code {self.process.returncode}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                url = f"http://{self.host}:{self.http_port}/v2/health/ready"
+                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        return self
+            time.sleep(0.1)
+        self.stop()
+        raise TritonStartError(f"the gateway was not ready after {timeout_s:.0f} s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _watch(processes: list[subprocess.Popen[bytes] | None], stop: threading.Event) -> None:
+    """Stop the stack if one of its processes dies on its own."""
+    while not stop.wait(0.5):
+        if any(p is not None and p.poll() is not None for p in processes):
+            print("hepsonic-serve: a component exited; stopping the stack", file=sys.stderr)
+            stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the embedded stack until Ctrl-C / SIGTERM."""
+    parser = argparse.ArgumentParser(prog="hepsonic-serve", description=__doc__)
+    add_triton_arguments(parser)
+    group = parser.add_argument_group("gateway")
+    group.add_argument("--http-port", type=int, default=int(_env("GATEWAY_HTTP_PORT", "8080")),
+                       help="gateway HTTP port (HEPSONIC_GATEWAY_HTTP_PORT)")
+    group.add_argument("--grpc-port", type=int, default=int(_env("GATEWAY_GRPC_PORT", "8081")),
+                       help="gateway gRPC port (HEPSONIC_GATEWAY_GRPC_PORT)")
+    group.add_argument("--routing", type=Path, default=os.environ.get("HEPSONIC_ROUTING_FILE"),
+                       help="routing file (HEPSONIC_ROUTING_FILE); default: every model to the embedded Triton")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    print(f"hepsonic-serve: starting Triton on {config.repository} ...", flush=True)
+    started = time.monotonic()
+    try:
+        # Fail fast on the gateway ports too, before Triton spends time loading models.
+        check_port_free(args.host, args.http_port, "gateway HTTP")
+        check_port_free(args.host, args.grpc_port, "gateway gRPC")
+        triton = TritonServer(config).start()
+    except TritonError as exc:
+        print(f"hepsonic-serve: error: {exc}", file=sys.stderr)
+        return 2
+    gateway = GatewayProcess(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                             triton_http=triton.http_url, triton_grpc=triton.grpc_url, routing_file=args.routing)
+    try:
+        gateway.start()
+    except TritonError as exc:
+        triton.stop()
+        print(f"hepsonic-serve: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    try:
+        _print_banner(triton, args, time.monotonic() - started)
+        threading.Thread(target=_watch, args=([gateway.process, triton._process], stop), daemon=True).start()  # noqa: SLF001
+        wait_for_shutdown_signal(poll=stop)
+        print("hepsonic-serve: stopping ...", flush=True)
+    finally:
+        stop.set()
+        gateway.stop()
+        triton.stop()
+    print("hepsonic-serve: stopped (Triton, its python-backend stubs and the gateway)", flush=True)
+    return 0
+
+
+def _print_banner(triton: TritonServer, args: argparse.Namespace, elapsed_s: float) -> None:
+    gateway = f"{args.host}:{args.http_port}"
+    lines = [
+        f"hepsonic is ready ({elapsed_s:.1f} s)",
+        f"  gateway  HTTP  http://{gateway}      (KServe v2; OpenAPI docs at /docs, metrics at /metrics)",
+        f"  gateway  gRPC  {args.host}:{args.grpc_port}",
+        f"  Triton   HTTP  http://{triton.http_url}   gRPC {triton.grpc_url}   metrics {triton.metrics_url}",
+        "  models:",
+    ]
+    lines += [
+        f"    {entry.name:<18} versions {', '.join(map(str, triton.served_versions(entry)))}"
+        for entry in triton.models
+    ]
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
