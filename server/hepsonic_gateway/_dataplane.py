@@ -31,7 +31,7 @@ T = TypeVar("T")
 MAX_RETRIES = 2
 
 
-class ReplicaUnreachable(Exception):  # noqa: N818  (a signal between adapter and data plane, not an error to users)
+class ReplicaUnreachable(Exception):
     """Raised by an adapter's upstream call when the replica could not be reached: safe to retry elsewhere."""
 
 
@@ -92,7 +92,8 @@ class DataPlane:
         served: dict[str, set[int]] = {}
         for pool in self.pools.values():
             for model in pool.models():
-                if self.routing.policy(model) is not None and self.routing.policy(model).pool == pool.name:  # type: ignore[union-attr]
+                policy = self.routing.policy(model)
+                if policy is not None and policy.pool == pool.name:
                     served.setdefault(model, set()).update(pool.ready_versions(model))
         return served
 
@@ -121,10 +122,10 @@ class DataPlane:
             requested = self._split_choice(policy, route_key)
         if requested in (None, "", "0", "latest"):
             version = max(served)
-        elif requested.isdigit():  # type: ignore[union-attr]
-            version = int(requested)  # type: ignore[arg-type]
+        elif requested.isdigit():
+            version = int(requested)
         elif requested in policy.aliases:
-            version = policy.aliases[requested]  # type: ignore[index]
+            version = policy.aliases[requested]
         else:
             known = ", ".join(sorted([*policy.aliases, "latest"]))
             raise NotFound(f"model {model!r} has no version or alias {requested!r} (aliases: {known})")
@@ -141,7 +142,7 @@ class DataPlane:
             # Sticky: the same key always lands at the same point of the cumulative weights.
             point = int.from_bytes(hashlib.sha256(route_key.encode()).digest()[:8], "big") / 2**64
         else:
-            point = random.random()  # noqa: S311  (traffic split, not cryptography)
+            point = random.random()
         cumulative = 0.0
         total = sum(weights)
         for target, weight in zip(targets, weights, strict=True):
@@ -185,7 +186,9 @@ class DataPlane:
             self.metrics.inflight.labels(target.model).dec()
             admission.slots.release()
 
-    async def _with_retries(self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission) -> T:
+    async def _with_retries(
+        self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission
+    ) -> T:
         tried: list[Replica] = []
         while True:
             replica = target.pool.pick(target.model, target.version, exclude=tried)
@@ -216,7 +219,9 @@ class DataPlane:
         if key not in self._sha256:
             replica = target.pool.pick(target.model, target.version)
             try:
-                response = await replica.http.get(f"/v2/models/{target.model}/versions/{target.version}/config")
+                response = await replica.http.get(
+                    f"/v2/models/{target.model}/versions/{target.version}/config"
+                )
                 parameters = response.json().get("parameters", {}) if response.status_code == 200 else {}
             except Exception:  # noqa: BLE001  (provenance is best effort; the inference must not fail for it)
                 return None

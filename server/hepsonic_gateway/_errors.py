@@ -1,14 +1,14 @@
 """The gateway's domain errors. They know nothing of HTTP or gRPC; each adapter maps them in one table.
 
-    GatewayError
-    ├── NotFound            unknown model, version or alias
-    ├── InvalidRequest      malformed request, wrong shape/dtype, too large
-    ├── Unauthenticated     no or unknown API key
-    ├── PermissionDenied    key not allowed for this model or action
-    ├── Overloaded          admission control refused it; carries retry_after_s
-    ├── Unavailable         no healthy replica, or every retry failed
-    ├── DeadlineExceeded    the upstream did not answer in time
-    └── UpstreamError       Triton answered with an error (its status is kept)
+GatewayError
+├── NotFound            unknown model, version or alias
+├── InvalidRequest      malformed request, wrong shape/dtype, too large
+├── Unauthenticated     no or unknown API key
+├── PermissionDenied    key not allowed for this model or action
+├── Overloaded          admission control refused it; carries retry_after_s
+├── Unavailable         no healthy replica, or every retry failed
+├── DeadlineExceeded    the upstream did not answer in time
+└── UpstreamError       Triton answered with an error (its status is kept)
 """
 
 from __future__ import annotations

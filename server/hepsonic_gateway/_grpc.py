@@ -89,20 +89,20 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
         remaining = context.time_remaining()
         return min(target.policy.timeout_s, remaining) if remaining is not None else target.policy.timeout_s
 
-    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802, ARG002
+    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         return service_pb2.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802, ARG002
+    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         return service_pb2.ServerReadyResponse(ready=self.plane.ready())
 
-    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802, ARG002
+    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         try:
             self.plane.resolve(request.name, request.version or None)
         except GatewayError:
             return service_pb2.ModelReadyResponse(ready=False)
         return service_pb2.ModelReadyResponse(ready=True)
 
-    async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
         try:
             replica = self.plane.any_replica()
             return await _call(replica.grpc.ServerMetadata(request, timeout=10), replica)
@@ -120,16 +120,16 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
         except GatewayError as exc:
             await _abort(context, exc)
 
-    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
         return await self._model_rpc("ModelMetadata", request, context, request.name, request.version)
 
-    async def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
         return await self._model_rpc("ModelConfig", request, context, request.name, request.version)
 
-    async def ModelStatistics(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
         return await self._model_rpc("ModelStatistics", request, context, request.name, request.version)
 
-    async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802, ARG002
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         models = [
             service_pb2.RepositoryIndexResponse.ModelIndex(name=model, version=str(version), state="READY")
             for model, versions in sorted(self.plane.models().items())
@@ -137,7 +137,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
         ]
         return service_pb2.RepositoryIndexResponse(models=models)
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
         import time  # noqa: PLC0415
 
         started = time.perf_counter()
@@ -153,7 +153,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             async def call(replica: Replica) -> Any:
                 served_by.append(replica.name)
                 return await _call(
-                    replica.grpc.ModelInfer(request, timeout=self._timeout(context, target)),  # type: ignore[arg-type]
+                    replica.grpc.ModelInfer(request, timeout=self._timeout(context, target)),
                     replica,
                 )
 
@@ -169,9 +169,9 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             await _abort(context, exc)
         finally:
             if target is not None:
-                self.plane.metrics.requests.labels(
-                    target.model, str(target.version), "grpc", status
-                ).observe(time.perf_counter() - started)
+                self.plane.metrics.requests.labels(target.model, str(target.version), "grpc", status).observe(
+                    time.perf_counter() - started
+                )
 
 
 async def create_grpc_server(

@@ -31,26 +31,39 @@ class Metrics:
             registry=self.registry,
         )
         self.inflight = Gauge(
-            "hepsonic_gateway_inflight_requests", "Requests being served upstream, by model.", ["model"],
+            "hepsonic_gateway_inflight_requests",
+            "Requests being served upstream, by model.",
+            ["model"],
             registry=self.registry,
         )
         self.queued = Gauge(
-            "hepsonic_gateway_queued_requests", "Requests waiting for an in-flight slot, by model.", ["model"],
+            "hepsonic_gateway_queued_requests",
+            "Requests waiting for an in-flight slot, by model.",
+            ["model"],
             registry=self.registry,
         )
         self.rejected = Counter(
-            "hepsonic_gateway_rejected_requests", "Requests refused by admission control, by model and reason.",
-            ["model", "reason"], registry=self.registry,
+            "hepsonic_gateway_rejected_requests",
+            "Requests refused by admission control, by model and reason.",
+            ["model", "reason"],
+            registry=self.registry,
         )
         self.retries = Counter(
-            "hepsonic_gateway_retries", "Requests retried on another replica, by model.", ["model"],
+            "hepsonic_gateway_retries",
+            "Requests retried on another replica, by model.",
+            ["model"],
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            "hepsonic_gateway_request_batch_size", "Batch size (first dimension) of inference requests, by model.",
-            ["model"], buckets=_BATCH_BUCKETS, registry=self.registry,
+            "hepsonic_gateway_request_batch_size",
+            "Batch size (first dimension) of inference requests, by model.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.replica_healthy = Gauge(
-            "hepsonic_gateway_replica_healthy", "1 when the replica passes health checks.", ["pool", "replica"],
+            "hepsonic_gateway_replica_healthy",
+            "1 when the replica passes health checks.",
+            ["pool", "replica"],
             registry=self.registry,
         )

@@ -61,7 +61,12 @@ DataPlaneDep = Annotated[DataPlane, Depends(_dataplane)]
 
 
 async def _upstream(
-    replica: Replica, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+    replica: Replica,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> httpx.Response:
     """One HTTP call to a replica; connection-level failures become :class:`ReplicaUnreachable`."""
@@ -103,7 +108,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
         lifespan=lifespan,
     )
     app.state.dataplane = dataplane
-    app.add_exception_handler(GatewayError, lambda _r, exc: _error_response(exc))  # type: ignore[arg-type]
+    app.add_exception_handler(GatewayError, lambda _r, exc: _error_response(exc))
 
     @app.get("/v2/health/live", tags=["health"])
     async def live() -> Response:
@@ -136,9 +141,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
     async def _model_get(plane: DataPlane, model: str, version: str | None, suffix: str) -> Response:
         target = plane.resolve(model, version)
         path = f"/v2/models/{model}/versions/{target.version}{suffix}"
-        return await plane.forward(
-            target, lambda r: _control(r, path, target)
-        )
+        return await plane.forward(target, lambda r: _control(r, path, target))
 
     async def _control(replica: Replica, path: str, target: Target) -> Response:
         response = await _upstream(replica, "GET", path, timeout_s=target.policy.timeout_s)
@@ -195,8 +198,9 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
 
         async def call(replica: Replica) -> httpx.Response:
             served_by.append(replica.name)
-            return await _upstream(replica, "POST", path, body=body, headers=headers,
-                                   timeout_s=target.policy.timeout_s)
+            return await _upstream(
+                replica, "POST", path, body=body, headers=headers, timeout_s=target.policy.timeout_s
+            )
 
         status = "error"
         try:

@@ -92,5 +92,5 @@ def load_routing(path: Path) -> RoutingConfig:
     """Read and validate a routing file (raises ``ValueError``/``pydantic.ValidationError`` with the reason)."""
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a routing file is a YAML mapping with `pools` and `models`")
+        raise ValueError(f"{path}: a routing file is a YAML mapping with `pools` and `models`")  # noqa: TRY004
     return RoutingConfig.model_validate(data)

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         if self.environment == "production" and self.api_keys_file is None:
-            raise ValueError("HEPSONIC_ENVIRONMENT=production requires HEPSONIC_API_KEYS_FILE (auth cannot be off)")
+            raise ValueError(
+                "HEPSONIC_ENVIRONMENT=production requires HEPSONIC_API_KEYS_FILE (auth cannot be off)"
+            )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both HEPSONIC_TLS_CERT_FILE and HEPSONIC_TLS_KEY_FILE, or neither")
         for path in (self.routing_file, self.api_keys_file, self.tls_cert_file, self.tls_key_file):

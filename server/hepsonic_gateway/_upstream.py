@@ -112,13 +112,17 @@ class Pool:
         if spec is None:
             return
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(spec.host, spec.grpc_port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                spec.host, spec.grpc_port, type=socket.SOCK_STREAM
+            )
         except OSError as exc:
             log.warning("discovery failed", extra={"pool": self.name, "error": str(exc)})
             return
         addresses = sorted({str(info[4][0]) for info in infos})
-        wanted = {f"{a}:{spec.grpc_port}": EndpointSpec(http=f"{a}:{spec.http_port}", grpc=f"{a}:{spec.grpc_port}")
-                  for a in addresses}
+        wanted = {
+            f"{a}:{spec.grpc_port}": EndpointSpec(http=f"{a}:{spec.http_port}", grpc=f"{a}:{spec.grpc_port}")
+            for a in addresses
+        }
         keep = [r for r in self.replicas if r.name in wanted]
         for gone in (r for r in self.replicas if r.name not in wanted):
             await gone.close()
@@ -128,7 +132,9 @@ class Pool:
     def pick(self, model: str, version: int | None, *, exclude: Iterable[Replica] = ()) -> Replica:
         """The healthy replica serving ``model``/``version`` with the fewest outstanding requests."""
         excluded = set(map(id, exclude))
-        candidates = [r for r in self.replicas if r.healthy and id(r) not in excluded and r.serves(model, version)]
+        candidates = [
+            r for r in self.replicas if r.healthy and id(r) not in excluded and r.serves(model, version)
+        ]
         if not candidates:
             what = model if version is None else f"{model} version {version}"
             raise Unavailable(f"no healthy Triton replica in pool {self.name!r} serves {what}")

@@ -27,8 +27,12 @@ class _JsonFormatter(logging.Formatter):
     _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
-                                 "logger": record.name, "message": record.getMessage()}
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self._SKIP})
         return json.dumps(entry, default=str)
 
@@ -76,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {
         key: value
         for key, value in {
-            "gateway_host": args.host, "gateway_http_port": args.http_port,
-            "gateway_grpc_port": args.grpc_port, "routing_file": args.routing,
+            "gateway_host": args.host,
+            "gateway_http_port": args.http_port,
+            "gateway_grpc_port": args.grpc_port,
+            "routing_file": args.routing,
         }.items()
         if value is not None
     }

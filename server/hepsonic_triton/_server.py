@@ -121,8 +121,11 @@ class TritonServer:
     def start(self, *, timeout_s: float = 120.0) -> Self:
         """Start Triton and wait until it and every model version are ready."""
         cfg = self.config
-        for port, what in ((cfg.http_port, "Triton HTTP"), (cfg.grpc_port, "Triton gRPC"),
-                           (cfg.metrics_port, "Triton metrics")):
+        for port, what in (
+            (cfg.http_port, "Triton HTTP"),
+            (cfg.grpc_port, "Triton gRPC"),
+            (cfg.metrics_port, "Triton metrics"),
+        ):
             check_port_free(cfg.host, port, what)
         dist = TritonDistribution.from_pytriton()
         if cfg.workdir is None:
@@ -141,7 +144,7 @@ class TritonServer:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         self._log_path = workdir / "tritonserver.log"
         stdout: IO[str] | int = self._log if self._log is not None else self._log_path.open("w")
-        self._process = subprocess.Popen(  # noqa: S603  (our own binary, our own arguments)
+        self._process = subprocess.Popen(
             self.command(runtime, backends, dist),
             stdout=stdout,
             stderr=subprocess.STDOUT,
@@ -162,7 +165,7 @@ class TritonServer:
 
     def _get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -184,8 +187,10 @@ class TritonServer:
 
     def model_states(self) -> list[dict[str, str]]:
         """Triton's repository index: name, version, state (and reason) of every model version."""
-        request = urllib.request.Request(f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        request = urllib.request.Request(
+            f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
             states: list[dict[str, str]] = json.loads(response.read())
         return states
 

@@ -21,19 +21,37 @@ def _env(name: str, default: str) -> str:
 def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     """The Triton options shared by ``hepsonic-triton`` and ``hepsonic-serve`` (flags override HEPSONIC_*)."""
     group = parser.add_argument_group("Triton")
-    group.add_argument("--repository", type=Path, default=Path(_env("MODEL_REPOSITORY", "model_repository")),
-                       help="source model repository (HEPSONIC_MODEL_REPOSITORY; default: model_repository)")
+    group.add_argument(
+        "--repository",
+        type=Path,
+        default=Path(_env("MODEL_REPOSITORY", "model_repository")),
+        help="source model repository (HEPSONIC_MODEL_REPOSITORY; default: model_repository)",
+    )
     group.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="address to bind (HEPSONIC_HOST)")
     group.add_argument("--triton-http-port", type=int, default=int(_env("TRITON_HTTP_PORT", "8000")))
     group.add_argument("--triton-grpc-port", type=int, default=int(_env("TRITON_GRPC_PORT", "8001")))
     group.add_argument("--triton-metrics-port", type=int, default=int(_env("TRITON_METRICS_PORT", "8002")))
-    group.add_argument("--device", choices=("cpu", "gpu"), default=_env("TRITON_DEVICE", "cpu"),
-                       help="instance kind; gpu uses onnxruntime's CUDA provider (HEPSONIC_TRITON_DEVICE)")
-    group.add_argument("--instances", type=int, default=int(_env("TRITON_INSTANCES", "1")),
-                       help="model instances per model (HEPSONIC_TRITON_INSTANCES)")
-    group.add_argument("--threads", type=int, default=int(_env("TRITON_THREADS", str(min(4, os.cpu_count() or 1)))),
-                       help="onnxruntime intra-op threads per instance (HEPSONIC_TRITON_THREADS)")
-    group.add_argument("--workdir", type=Path, default=None, help="runtime repository folder (default: temporary)")
+    group.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default=_env("TRITON_DEVICE", "cpu"),
+        help="instance kind; gpu uses onnxruntime's CUDA provider (HEPSONIC_TRITON_DEVICE)",
+    )
+    group.add_argument(
+        "--instances",
+        type=int,
+        default=int(_env("TRITON_INSTANCES", "1")),
+        help="model instances per model (HEPSONIC_TRITON_INSTANCES)",
+    )
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=int(_env("TRITON_THREADS", str(min(4, os.cpu_count() or 1)))),
+        help="onnxruntime intra-op threads per instance (HEPSONIC_TRITON_THREADS)",
+    )
+    group.add_argument(
+        "--workdir", type=Path, default=None, help="runtime repository folder (default: temporary)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TritonConfig:
@@ -56,9 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hepsonic-triton", description=__doc__)
     add_triton_arguments(parser)
     # Short aliases so a client's fallback can spawn us with plain names.
-    parser.add_argument("--http-port", type=int, dest="triton_http_port", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.add_argument("--grpc-port", type=int, dest="triton_grpc_port", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.add_argument("--metrics-port", type=int, dest="triton_metrics_port", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--http-port", type=int, dest="triton_http_port", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--grpc-port", type=int, dest="triton_grpc_port", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        dest="triton_metrics_port",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args(argv)
     try:
         server = TritonServer(config_from_args(args), log=sys.stderr).start()
@@ -66,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hepsonic-triton: error: {exc}", file=sys.stderr)
         return 2
     try:
-        print(f"hepsonic-triton ready http={server.http_url} grpc={server.grpc_url} metrics={server.metrics_url}",
-              flush=True)
+        print(
+            f"hepsonic-triton ready http={server.http_url} grpc={server.grpc_url} metrics={server.metrics_url}",
+            flush=True,
+        )
         wait_for_shutdown_signal()
     finally:
         server.stop()

@@ -8,6 +8,7 @@ This file is loaded by the python-backend stub, not imported as part of hepsonic
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,13 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(parameters.get("onnxruntime_intra_op_threads", "1"))
         options.inter_op_num_threads = 1
         providers: list[Any] = ["CPUExecutionProvider"]
-        if args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
+        if (
+            args.get("model_instance_kind") == "GPU"
+            and "CUDAExecutionProvider" in ort.get_available_providers()
+        ):
+            providers.insert(
+                0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])})
+            )
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.inputs = [item["name"] for item in config["input"]]
@@ -39,12 +45,15 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         """Run all queued requests as one batch; a failure fails every request of the batch with the reason."""
         try:
-            columns: dict[str, list[np.ndarray]] = {name: [] for name in self.inputs}
+            columns: dict[str, list[np.ndarray[Any, Any]]] = {name: [] for name in self.inputs}
             for request in requests:
                 for name in self.inputs:
                     columns[name].append(pb_utils.get_input_tensor_by_name(request, name).as_numpy())
             sizes = [len(array) for array in columns[self.inputs[0]]]
-            feed = {name: arrays[0] if len(arrays) == 1 else np.concatenate(arrays) for name, arrays in columns.items()}
+            feed = {
+                name: arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+                for name, arrays in columns.items()
+            }
             results = self.session.run(self.outputs, feed)
         except Exception as exc:  # noqa: BLE001  (reported to every caller instead of crashing the stub)
             error = pb_utils.TritonError(f"model {self.model}: onnxruntime failed: {exc}")
@@ -57,7 +66,7 @@ class TritonPythonModel:
                     for name, result in zip(self.outputs, results, strict=True)
                 ]
             )
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+            for start, stop in itertools.pairwise(bounds)
         ]
 
     def finalize(self) -> None:

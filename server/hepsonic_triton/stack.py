@@ -25,17 +25,27 @@ __all__ = ["GatewayProcess", "main"]
 class GatewayProcess:
     """The gateway as a child process (its own interpreter: its event loop never competes with ours)."""
 
-    def __init__(self, *, host: str, http_port: int, grpc_port: int, triton_http: str, triton_grpc: str,
-                 routing_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        triton_http: str,
+        triton_grpc: str,
+        routing_file: Path | None = None,
+    ) -> None:
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.env = dict(os.environ)
-        self.env.update({
-            "HEPSONIC_GATEWAY_HOST": host,
-            "HEPSONIC_GATEWAY_HTTP_PORT": str(http_port),
-            "HEPSONIC_GATEWAY_GRPC_PORT": str(grpc_port),
-            "HEPSONIC_TRITON_HTTP": triton_http,
-            "HEPSONIC_TRITON_GRPC": triton_grpc,
-        })
+        self.env.update(
+            {
+                "HEPSONIC_GATEWAY_HOST": host,
+                "HEPSONIC_GATEWAY_HTTP_PORT": str(http_port),
+                "HEPSONIC_GATEWAY_GRPC_PORT": str(grpc_port),
+                "HEPSONIC_TRITON_HTTP": triton_http,
+                "HEPSONIC_TRITON_GRPC": triton_grpc,
+            }
+        )
         if routing_file is not None:
             self.env["HEPSONIC_ROUTING_FILE"] = str(routing_file)
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,7 +54,7 @@ class GatewayProcess:
         """Start and wait for ``/v2/health/ready``."""
         check_port_free(self.host, self.http_port, "gateway HTTP")
         check_port_free(self.host, self.grpc_port, "gateway gRPC")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "hepsonic_gateway"], env=self.env, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
@@ -53,7 +63,7 @@ class GatewayProcess:
                 raise TritonStartError(f"the gateway exited with code {self.process.returncode}")
             with contextlib.suppress(OSError, urllib.error.URLError):
                 url = f"http://{self.host}:{self.http_port}/v2/health/ready"
-                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
                         return self
             time.sleep(0.1)
@@ -88,12 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hepsonic-serve", description=__doc__)
     add_triton_arguments(parser)
     group = parser.add_argument_group("gateway")
-    group.add_argument("--http-port", type=int, default=int(_env("GATEWAY_HTTP_PORT", "8080")),
-                       help="gateway HTTP port (HEPSONIC_GATEWAY_HTTP_PORT)")
-    group.add_argument("--grpc-port", type=int, default=int(_env("GATEWAY_GRPC_PORT", "8081")),
-                       help="gateway gRPC port (HEPSONIC_GATEWAY_GRPC_PORT)")
-    group.add_argument("--routing", type=Path, default=os.environ.get("HEPSONIC_ROUTING_FILE"),
-                       help="routing file (HEPSONIC_ROUTING_FILE); default: every model to the embedded Triton")
+    group.add_argument(
+        "--http-port",
+        type=int,
+        default=int(_env("GATEWAY_HTTP_PORT", "8080")),
+        help="gateway HTTP port (HEPSONIC_GATEWAY_HTTP_PORT)",
+    )
+    group.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(_env("GATEWAY_GRPC_PORT", "8081")),
+        help="gateway gRPC port (HEPSONIC_GATEWAY_GRPC_PORT)",
+    )
+    group.add_argument(
+        "--routing",
+        type=Path,
+        default=os.environ.get("HEPSONIC_ROUTING_FILE"),
+        help="routing file (HEPSONIC_ROUTING_FILE); default: every model to the embedded Triton",
+    )
     args = parser.parse_args(argv)
     config = config_from_args(args)
     print(f"hepsonic-serve: starting Triton on {config.repository} ...", flush=True)
@@ -106,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     except TritonError as exc:
         print(f"hepsonic-serve: error: {exc}", file=sys.stderr)
         return 2
-    gateway = GatewayProcess(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-                             triton_http=triton.http_url, triton_grpc=triton.grpc_url, routing_file=args.routing)
+    gateway = GatewayProcess(
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        triton_http=triton.http_url,
+        triton_grpc=triton.grpc_url,
+        routing_file=args.routing,
+    )
     try:
         gateway.start()
     except TritonError as exc:
@@ -117,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     try:
         _print_banner(triton, args, time.monotonic() - started)
-        threading.Thread(target=_watch, args=([gateway.process, triton._process], stop), daemon=True).start()  # noqa: SLF001
+        threading.Thread(target=_watch, args=([gateway.process, triton._process], stop), daemon=True).start()
         wait_for_shutdown_signal(poll=stop)
         print("hepsonic-serve: stopping ...", flush=True)
     finally:

@@ -1,0 +1,73 @@
+"""Shared fixtures: free ports and a real embedded stack (Triton + gateway) on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A factory of free loopback ports."""
+    return _free_port
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Addresses of a running embedded stack (each ``127.0.0.1:PORT``)."""
+
+    triton_http: str
+    triton_grpc: str
+    triton_metrics: str
+    gateway_http: str
+    gateway_grpc: str
+    repository: Path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real Triton serving ``model_repository/`` and the gateway in front of it, for the whole session."""
+    from hepsonic_triton import TritonConfig, TritonServer  # noqa: PLC0415
+    from hepsonic_triton.stack import GatewayProcess  # noqa: PLC0415
+
+    config = TritonConfig(
+        repository=MODEL_REPOSITORY,
+        http_port=_free_port(),
+        grpc_port=_free_port(),
+        metrics_port=_free_port(),
+        threads=2,
+        workdir=tmp_path_factory.mktemp("triton"),
+    )
+    with TritonServer(config) as triton:
+        gateway = GatewayProcess(
+            host="127.0.0.1",
+            http_port=_free_port(),
+            grpc_port=_free_port(),
+            triton_http=triton.http_url,
+            triton_grpc=triton.grpc_url,
+        ).start()
+        try:
+            yield Stack(
+                triton_http=triton.http_url,
+                triton_grpc=triton.grpc_url,
+                triton_metrics=f"127.0.0.1:{config.metrics_port}",
+                gateway_http=f"127.0.0.1:{gateway.http_port}",
+                gateway_grpc=f"127.0.0.1:{gateway.grpc_port}",
+                repository=MODEL_REPOSITORY,
+            )
+        finally:
+            gateway.stop()

@@ -1,0 +1,149 @@
+"""``hepsonic-serve`` (what ``make serve`` runs): ready banner, clean stop, clear start-up errors."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _serve(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+    th, tg, tm, gh, gg = ports
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hepsonic_triton.stack",
+            "--repository",
+            str(repository),
+            "--triton-http-port",
+            str(th),
+            "--triton-grpc-port",
+            str(tg),
+            "--triton-metrics-port",
+            str(tm),
+            "--http-port",
+            str(gh),
+            "--grpc-port",
+            str(gg),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _read_until(process: subprocess.Popen[bytes], marker: str, timeout_s: float = 60) -> str:
+    """Collect output until ``marker`` appears (or the process exits / time runs out).
+
+    Reads the raw file descriptor: a buffered reader could hold the marker while select() waits.
+    """
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while marker.encode() not in seen and time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+def test_serve_is_ready_then_stops_everything_on_ctrl_c(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    process = _serve(toy_repository((1, 2)), [free_port() for _ in range(5)])
+    try:
+        banner = _read_until(process, "Press Ctrl-C")
+        assert "hepsonic is ready" in banner, banner
+        assert "toy                versions 1, 2" in banner
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        names = " ".join(p.name() for p in descendants)
+        assert "tritonserver" in names
+        assert "triton_python_backend_stub" in names or "triton_python" in names
+        assert len(descendants) >= 4  # Triton, two stubs, the gateway
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    _, alive = psutil.wait_procs(descendants, timeout=5)
+    assert alive == [], f"left running: {alive}"
+    assert not list(Path("/dev/shm").glob(f"hepsonic_{process.pid}_*"))
+
+
+def test_taken_port_is_a_clear_error(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    ports = [free_port() for _ in range(5)]
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", ports[3]))
+        blocker.listen()
+        process = _serve(toy_repository(), ports)
+        output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 2
+    assert f"gateway HTTP port 127.0.0.1:{ports[3]} is already in use" in output
+
+
+def test_invalid_repository_is_a_clear_error(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.pbtxt").write_text('name: "broken"\nplatform: "onnxruntime_onnx"\n')
+    process = _serve(tmp_path, [free_port() for _ in range(5)])
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 2
+    assert "model 'broken': no numeric version folder" in output
+    assert "Traceback" not in output
+
+
+def test_triton_cli_runs_until_sigterm(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    ports = [free_port() for _ in range(3)]
+    env = dict(os.environ)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hepsonic_triton",
+            "--repository",
+            str(toy_repository()),
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert "hepsonic-triton ready" in _read_until(process, "ready")
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
