@@ -159,10 +159,10 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
 
             response = await self.plane.forward(target, call)
             status = "OK"
-            response.parameters["hepsonic_server"].string_value = served_by[-1]
+            response.parameters["hepsonic_server"].string_param = served_by[-1]
             sha = await self.plane.sha256(target)
             if sha:
-                response.parameters["hepsonic_model_sha256"].string_value = sha
+                response.parameters["hepsonic_model_sha256"].string_param = sha
             return response
         except GatewayError as exc:
             status = type(exc).__name__

@@ -98,7 +98,13 @@ def load_repository(root: Path) -> list[ModelEntry]:
 
 
 def _runtime_config(
-    entry: ModelEntry, *, device: Literal["cpu", "gpu"], instances: int, threads: int
+    entry: ModelEntry,
+    *,
+    device: Literal["cpu", "gpu"],
+    instances: int,
+    threads: int,
+    dynamic_batching: bool,
+    queue_delay_us: int | None,
 ) -> Message:
     config = model_config_pb2.ModelConfig()
     config.CopyFrom(entry.config)
@@ -114,6 +120,10 @@ def _runtime_config(
     )
     group.count = instances
     config.parameters["onnxruntime_intra_op_threads"].string_value = str(threads)
+    if not dynamic_batching:
+        config.ClearField("dynamic_batching")
+    elif queue_delay_us is not None:
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     return config
 
 
@@ -124,14 +134,27 @@ def derive_runtime_repository(
     device: Literal["cpu", "gpu"] = "cpu",
     instances: int = 1,
     threads: int = 1,
+    dynamic_batching: bool = True,
+    queue_delay_us: int | None = None,
 ) -> Path:
-    """Write the python-backend runtime repository for ``models`` into ``target`` (replaced if present)."""
+    """Write the python-backend runtime repository for ``models`` into ``target`` (replaced if present).
+
+    ``dynamic_batching=False`` and ``queue_delay_us`` override the repository's batching, for benchmarks
+    that compare server configurations on the same files.
+    """
     if target.exists():
         shutil.rmtree(target)
     for entry in models:
         model_dir = target / entry.name
         model_dir.mkdir(parents=True)
-        config = _runtime_config(entry, device=device, instances=instances, threads=threads)
+        config = _runtime_config(
+            entry,
+            device=device,
+            instances=instances,
+            threads=threads,
+            dynamic_batching=dynamic_batching,
+            queue_delay_us=queue_delay_us,
+        )
         (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
         for version in entry.versions:
             version_dir = model_dir / str(version)

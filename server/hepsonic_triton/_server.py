@@ -47,6 +47,10 @@ class TritonConfig:
     device: Literal["cpu", "gpu"] = "cpu"
     instances: int = 1
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    #: False serves every model without Triton's dynamic batcher (a benchmark baseline).
+    dynamic_batching: bool = True
+    #: Overrides every model's max_queue_delay_microseconds when set.
+    queue_delay_us: int | None = None
     #: Where the runtime repository and backend folder go; a temporary folder when None.
     workdir: Path | None = None
     #: Seconds Triton gets on shutdown to finish in-flight requests.
@@ -68,6 +72,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
+        self._log_file: IO[str] | None = None
         # Prefix of the python backend's shared-memory regions: unique per launch so we can remove ours only.
         self._shm_prefix = f"hepsonic_{os.getpid()}_{config.grpc_port}_"
 
@@ -135,7 +140,13 @@ class TritonServer:
             workdir = cfg.workdir
             workdir.mkdir(parents=True, exist_ok=True)
         runtime = derive_runtime_repository(
-            self.models, workdir / "runtime", device=cfg.device, instances=cfg.instances, threads=cfg.threads
+            self.models,
+            workdir / "runtime",
+            device=cfg.device,
+            instances=cfg.instances,
+            threads=cfg.threads,
+            dynamic_batching=cfg.dynamic_batching,
+            queue_delay_us=cfg.queue_delay_us,
         )
         backends = dist.prepare_backends(workdir / "backends")
         env = dict(os.environ)
@@ -143,7 +154,9 @@ class TritonServer:
         # The stub imports numpy/onnxruntime from the first Python on PATH: make it ours.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         self._log_path = workdir / "tritonserver.log"
-        stdout: IO[str] | int = self._log if self._log is not None else self._log_path.open("w")
+        if self._log is None:
+            self._log_file = self._log_path.open("w")
+        stdout = self._log if self._log is not None else self._log_file
         self._process = subprocess.Popen(
             self.command(runtime, backends, dist),
             stdout=stdout,
@@ -231,6 +244,9 @@ class TritonServer:
             # Stubs outlive a hard-killed parent: end whatever is left in the group.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
         for region in _SHM_DIR.glob(f"{self._shm_prefix}*"):
             region.unlink(missing_ok=True)
         if self._tmp is not None:

@@ -84,3 +84,16 @@ def test_runtime_repository_wraps_each_version_with_the_same_onnx(
         served = runtime / "toy" / str(version) / "model.onnx"
         assert sha256_of(served) == sha256_of(source / "toy" / str(version) / "model.onnx")
         assert (runtime / "toy" / str(version) / "model.py").read_text().startswith('"""Generic Triton')
+
+
+def test_runtime_repository_can_switch_batching_off_or_retune_it(
+    toy_repository: ToyRepository, tmp_path: Path
+) -> None:
+    models = load_repository(toy_repository())
+    off = derive_runtime_repository(models, tmp_path / "off", dynamic_batching=False)
+    retuned = derive_runtime_repository(models, tmp_path / "retuned", queue_delay_us=2500)
+    parse = lambda root: text_format.Parse(
+        (root / "toy" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )  # noqa: E731
+    assert not parse(off).HasField("dynamic_batching")
+    assert parse(retuned).dynamic_batching.max_queue_delay_microseconds == 2500

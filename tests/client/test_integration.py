@@ -1,0 +1,183 @@
+"""Integration tests against real Triton processes (``hepsonic-triton`` on a tiny repository).
+
+The tiny repository loads in about a second, so failover and fallback can start and kill servers freely.
+The gateway and the physics models are covered at the end through the lead's ``stack`` fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hepsonic_client as hc
+from hepsonic_client import Batcher, BatchingOptions, Client, EmbeddedTriton, FallbackOptions, RetryPolicy
+
+from .tiny_repository import IN_FEATURES, write_tiny_repository
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("hepsonic-triton") is None, reason="hepsonic-triton is not on PATH"),
+]
+
+FAST = RetryPolicy(attempts_per_server=2, backoff_base=0.01, backoff_max=0.05, circuit_open=60)
+
+
+@pytest.fixture(scope="module")
+def tiny_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_repository(tmp_path_factory.mktemp("tiny_repository"))
+
+
+@contextlib.contextmanager
+def triton(repository: Path) -> Iterator[EmbeddedTriton]:
+    server = EmbeddedTriton(repository, start_timeout=120).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repository: Path) -> Iterator[EmbeddedTriton]:
+    with triton(tiny_repository) as running:
+        yield running
+
+
+def reference(repository: Path, x: np.ndarray, version: int = 2) -> np.ndarray:
+    return Client(transport=hc.OnnxRuntimeTransport(repository)).infer("tiny", {"x": x}, version)["y"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_infer_models_metadata_and_provenance(server: EmbeddedTriton, tiny_repository: Path, protocol: str) -> None:
+    address = server.grpc_address if protocol == "grpc" else server.http_address
+    with Client(f"{protocol}://{address}") as client:
+        assert client.is_ready()
+        assert {(m.name, m.version) for m in client.models()} == {("tiny", "1"), ("tiny", "2")}
+        assert [t.name for t in client.metadata("tiny").inputs] == ["x"]
+        x = np.random.default_rng(0).normal(size=(7, IN_FEATURES)).astype(np.float32)
+        for version in (1, 2):
+            result = client.infer("tiny", {"x": x}, version)
+            np.testing.assert_allclose(result["y"], reference(tiny_repository, x, version), atol=1e-5)
+            expected_sha = hc.OnnxRuntimeTransport(tiny_repository).config_parameter("tiny", f"sha256/{version}", timeout=None)
+            assert result.provenance == hc.Provenance(
+                model="tiny", version=str(version), sha256=expected_sha, server=f"{protocol}://{address}"
+            )
+        with pytest.raises(hc.InputError, match="input 'x': expected shape"):
+            client.infer("tiny", {"x": x[:, :3]})
+        with pytest.raises(hc.ModelNotFoundError):
+            client.infer("nope", {"x": x})
+
+
+def test_batcher_32_concurrent_callers_match_onnxruntime(server: EmbeddedTriton, tiny_repository: Path) -> None:
+    x = np.random.default_rng(1).normal(size=(32 * 8, IN_FEATURES)).astype(np.float32)
+    expected = reference(tiny_repository, x)
+    got: dict[int, np.ndarray] = {}
+    with Client(f"grpc://{server.grpc_address}") as client:
+        options = BatchingOptions(max_batch_size=64, max_latency=0.005)
+        with Batcher(client, "tiny", 2, options=options) as batcher:
+
+            def caller(k: int) -> None:
+                for i in range(k, len(x), 32):
+                    got[i] = batcher.infer({"x": x[i]}, timeout=30)["y"]
+
+            threads = [threading.Thread(target=caller, args=(k,)) for k in range(32)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            stats = batcher.stats()
+    assert len(got) == len(x)
+    np.testing.assert_allclose(np.stack([got[i] for i in range(len(x))]), expected, atol=1e-5)
+    assert stats["requests"] < len(x) / 4
+
+
+def test_failover_to_second_server_when_first_is_killed(tiny_repository: Path, server: EmbeddedTriton) -> None:
+    x = np.ones((2, IN_FEATURES), np.float32)
+    with triton(tiny_repository) as first:
+        client = Client([f"grpc://{first.grpc_address}", f"grpc://{server.grpc_address}"], retry=FAST)
+        assert client.infer("tiny", {"x": x}).provenance.server == f"grpc://{first.grpc_address}"
+        assert first.process is not None
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        result = client.infer("tiny", {"x": x})
+        assert result.provenance.server == f"grpc://{server.grpc_address}"
+        np.testing.assert_allclose(result["y"], reference(tiny_repository, x), atol=1e-5)
+        assert client.stats()["failovers"] == 1
+        client.close()
+
+
+def test_fallback_starts_embedded_triton_and_stops_it(tiny_repository: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dead = f"grpc://127.0.0.1:{hc._fallback.free_port()}"  # nothing listens there
+    client = Client(dead, retry=FAST, fallback=FallbackOptions(repository=tiny_repository, local_onnxruntime=False))
+    x = np.ones((3, IN_FEATURES), np.float32)
+    result = client.infer("tiny", {"x": x})
+    assert result.provenance.via == "embedded_triton"
+    np.testing.assert_allclose(result["y"], reference(tiny_repository, x), atol=1e-5)
+    assert client.stats()["fallback_embedded_triton"] == 1
+    assert any("FALLBACK" in r.message for r in caplog.records)
+    embedded = client._embedded
+    pid = embedded.process.pid
+    client.close()
+    assert embedded.process.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole process group (Triton, stubs) is gone
+
+
+def _regions() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("hepsonic_client_*")}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_shared_memory_round_trip_and_clean_up(server: EmbeddedTriton, tiny_repository: Path, protocol: str) -> None:
+    before = _regions()
+    address = server.grpc_address if protocol == "grpc" else server.http_address
+    x = np.random.default_rng(2).normal(size=(9, IN_FEATURES)).astype(np.float32)
+    with Client(f"{protocol}://{address}", shared_memory=True) as client:
+        result = client.infer("tiny", {"x": x})
+        assert _regions() - before  # really went through shared memory
+    np.testing.assert_allclose(result["y"], reference(tiny_repository, x), atol=1e-5)
+    assert _regions() == before
+
+
+def test_shared_memory_of_a_crashed_job_is_swept(server: EmbeddedTriton) -> None:
+    script = f"""
+import os, numpy as np
+from hepsonic_client import Client
+c = Client("grpc://{server.grpc_address}", shared_memory=True)
+c.infer("tiny", {{"x": np.ones((2, {IN_FEATURES}), np.float32)}})
+print(os.getpid(), flush=True)
+os.kill(os.getpid(), 9)
+"""
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    pid = crashed.stdout.strip()
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    leftovers = {r for r in _regions() if r.startswith(f"hepsonic_client_{pid}_")}
+    assert leftovers  # the crash left its region behind...
+    removed = hc.sweep_stale_regions()
+    assert leftovers <= set(removed)  # ...and the sweeper removed it
+    assert not {r for r in _regions() if r.startswith(f"hepsonic_client_{pid}_")}
+
+
+def test_requests_through_the_gateway_carry_its_provenance(stack) -> None:  # noqa: ANN001
+    models = {p.name for p in stack.repository.iterdir() if (p / "config.pbtxt").is_file()}
+    if "particlenet_lite" not in models:
+        pytest.skip("particlenet_lite is not in the model repository yet")
+    local = Client(transport=hc.OnnxRuntimeTransport(stack.repository))
+    constituents = np.abs(np.random.default_rng(3).normal(size=(5, 30, 4))) * 50 + 1
+    expected = hc.tag_jets(local, constituents)
+    for url in (f"grpc://{stack.gateway_grpc}", f"http://{stack.gateway_http}", f"grpc://{stack.triton_grpc}"):
+        with Client(url) as client:
+            tags = hc.tag_jets(client, constituents)
+        np.testing.assert_allclose(tags.p_top, expected.p_top, atol=1e-5)
+        assert tags.provenance.sha256 == expected.provenance.sha256, url
+        assert tags.provenance.version == expected.provenance.version

@@ -1,0 +1,139 @@
+"""KDE builder and peak finder of the PV finder (hepsonic_client.physics.vertices): numpy only, fast."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hepsonic_client.physics.vertices import (
+    BIN_WIDTH_MM,
+    N_BINS,
+    WIDE_KERNEL_MM,
+    Z_MAX_MM,
+    Z_MIN_MM,
+    PeakFinder,
+    bin_centers,
+    build_kde,
+    find_vertices,
+    gaussian_cdf,
+    peak_candidates,
+)
+
+
+def test_histogram_geometry() -> None:
+    centers = bin_centers()
+    assert centers.shape == (N_BINS,) == (4000,)
+    assert BIN_WIDTH_MM == pytest.approx(0.1)
+    assert centers[0] == pytest.approx(Z_MIN_MM + 0.05)
+    assert centers[-1] == pytest.approx(Z_MAX_MM - 0.05)
+
+
+def test_gaussian_cdf_matches_erf() -> None:
+    x = np.linspace(-9, 9, 2001)
+    expected = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    np.testing.assert_allclose(gaussian_cdf(x), expected, atol=2e-7)
+
+
+def test_kde_integrates_to_track_count_and_peaks_at_the_track() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0, 200, 50)
+    sigma = rng.uniform(0.02, 2.0, 50)
+    kde = build_kde(z, sigma)
+    assert kde.shape == (2, N_BINS)
+    assert kde.dtype == np.float32
+    # Each kernel has unit integral (tracks per mm x mm), in both channels.
+    np.testing.assert_allclose(kde.sum(axis=1) * BIN_WIDTH_MM, [50, 50], rtol=1e-5)
+    # A single narrow track: its whole mass lands in the one or two bins around it.
+    one = build_kde([42.0], [0.01])
+    peak = int(np.argmax(one[0]))
+    assert abs(bin_centers()[peak] - 42.0) <= BIN_WIDTH_MM
+    assert one[0].sum() * BIN_WIDTH_MM == pytest.approx(1.0, abs=1e-5)
+    # Channel 1 is the widened kernel: lower and wider.
+    assert one[1].max() < one[0].max()
+    width = np.sqrt(np.sum(one[1] * (bin_centers() - 42.0) ** 2) / np.sum(one[1]))
+    assert width == pytest.approx(math.hypot(0.01, WIDE_KERNEL_MM), rel=0.05)
+
+
+def test_kde_clips_tracks_at_the_histogram_edges() -> None:
+    kde = build_kde([Z_MIN_MM, Z_MAX_MM + 100.0], [1.0, 1.0])
+    # Half of the first track is inside, the second is entirely outside.
+    assert kde[0].sum() * BIN_WIDTH_MM == pytest.approx(0.5, abs=1e-4)
+    assert build_kde([], []).sum() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("z", "sigma", "message"),
+    [
+        ([1.0, 2.0], [0.1], "one sigma_z per track"),
+        ([1.0], [0.0], "must be > 0"),
+        ([float("nan")], [0.1], "finite"),
+    ],
+)
+def test_kde_rejects_bad_tracks(z: list[float], sigma: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_kde(z, sigma)
+
+
+def _bumps(z_list: list[float], sigma: float, height: float = 1.0) -> np.ndarray:
+    centers = bin_centers()
+    values = np.zeros(N_BINS)
+    for z in z_list:
+        values = np.maximum(values, height * np.exp(-0.5 * ((centers - z) / sigma) ** 2))
+    return values
+
+
+def test_peak_finder_finds_known_bumps_at_the_right_z() -> None:
+    truth = [-50.03, 12.34, 100.0, 100.8, 250.55]
+    found = find_vertices(_bumps(truth, 0.1), threshold=0.5)
+    assert found.size == len(truth)
+    # Bins cut by the threshold bias the weighted mean by at most half a bin (well inside 0.5 mm).
+    np.testing.assert_allclose(found, truth, atol=0.05)
+    assert np.all(np.diff(found) > 0)
+
+
+def test_peak_finder_cuts_width_integral_and_threshold() -> None:
+    values = _bumps([10.0], 0.1) + _bumps([60.05], 0.02) + _bumps([150.0], 0.3, height=0.45)
+    # The 0.02 mm bump is one bin wide, the 0.45-high bump is below the 0.5 threshold.
+    np.testing.assert_allclose(find_vertices(values, threshold=0.5, min_width=2), [10.0], atol=0.02)
+    assert find_vertices(values, threshold=0.5).size == 2
+    assert find_vertices(values, threshold=0.3).size == 3
+    # The integral cut (value x mm) removes the narrow bump: one bin of 1.0 x 0.1 mm.
+    _, _, _, integrals = peak_candidates(values, 0.3)
+    np.testing.assert_allclose(integrals[1], 0.1, rtol=1e-6)
+    assert integrals[0] > 0.12
+    assert integrals[2] > 0.12
+    integral_cut = find_vertices(values, threshold=0.3, integral_threshold=0.12)
+    np.testing.assert_allclose(integral_cut, [10.0, 150.0], atol=0.05)
+    assert PeakFinder(threshold=0.3, integral_threshold=0.12)(values).tolist() == integral_cut.tolist()
+
+
+def test_peak_finder_ignores_nan_and_rejects_bad_input() -> None:
+    values = _bumps([20.0], 0.1)
+    values[2000:2100] = np.nan
+    np.testing.assert_allclose(find_vertices(values, threshold=0.5), [20.0], atol=0.02)
+    with pytest.raises(ValueError, match=r"expected values of shape \(4000,\)"):
+        find_vertices(np.zeros(100), threshold=0.5)
+    with pytest.raises(ValueError, match="min_width"):
+        find_vertices(values, threshold=0.5, min_width=0)
+
+
+def test_peak_candidates_never_join_events() -> None:
+    values = np.zeros((2, N_BINS))
+    values[0, -3:] = 1.0  # a run that ends at the last bin of event 0 ...
+    values[1, :3] = 1.0  # ... and one that starts at the first bin of event 1
+    event, z, width, integral = peak_candidates(values, 0.5)
+    assert event.tolist() == [0, 1]
+    assert width.tolist() == [3, 3]
+    np.testing.assert_allclose(z, [bin_centers()[-2], bin_centers()[1]])
+    np.testing.assert_allclose(integral, [0.3, 0.3])
+
+
+def test_kde_of_a_vertex_is_found_by_the_peak_finder() -> None:
+    rng = np.random.default_rng(11)
+    vertices = [30.0, 75.5, 140.2]
+    sigma = rng.uniform(0.03, 0.3, 60)
+    z = np.repeat(vertices, 20) + rng.normal(0, 1, 60) * sigma
+    found = find_vertices(build_kde(z, sigma)[0], threshold=5.0, integral_threshold=3.0)
+    np.testing.assert_allclose(found, vertices, atol=0.1)

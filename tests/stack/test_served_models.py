@@ -1,0 +1,154 @@
+"""Every model and version of model_repository/, served by the real Triton, answers exactly like onnxruntime.
+
+Each path a user can take is checked against in-process onnxruntime on the same ONNX file: Triton gRPC directly,
+and the gateway over HTTP (JSON tensors and binary tensors) and over gRPC, with stock tritonclient.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import urllib.request
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from hepsonic_triton import ModelEntry, TritonServer, load_repository
+
+from ..conftest import MODEL_REPOSITORY, Stack
+
+pytestmark = pytest.mark.integration
+
+MODELS = (
+    load_repository(MODEL_REPOSITORY) if MODEL_REPOSITORY.is_dir() and any(MODEL_REPOSITORY.iterdir()) else []
+)
+CASES = [(entry, version) for entry in MODELS for version in TritonServer.served_versions(entry)]
+BATCH = 5
+ATOL = 1e-5
+
+
+def _inputs(entry: ModelEntry, batch: int, seed: int) -> dict[str, np.ndarray[Any, Any]]:
+    """Positive, plausible-scale random inputs (energies in GeV, masks of 0/1) for every input of the config."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for item in entry.config.input:
+        shape = (batch, *item.dims)
+        if "mask" in item.name:
+            arrays[item.name] = (rng.random(shape) < 0.7).astype(np.float32)
+        elif item.name in {"et", "energy"}:
+            arrays[item.name] = rng.uniform(5.0, 90.0, shape).astype(np.float32)
+        elif item.name == "eta":
+            arrays[item.name] = rng.uniform(-2.4, 2.4, shape).astype(np.float32)
+        else:
+            arrays[item.name] = rng.normal(0.5, 0.5, shape).astype(np.float32)
+    return arrays
+
+
+def _reference(entry: ModelEntry, version: int, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    session = ort.InferenceSession(str(entry.onnx_path(version)), providers=["CPUExecutionProvider"])
+    names = [o.name for o in entry.config.output]
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+def _grpc(url: str, entry: ModelEntry, version: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    client = grpcclient.InferenceServerClient(url)
+    request = []
+    for name, array in inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array)
+        request.append(tensor)
+    result = client.infer(entry.name, request, model_version=str(version))
+    client.close()
+    return {o.name: result.as_numpy(o.name) for o in entry.config.output}
+
+
+def _http(
+    url: str, entry: ModelEntry, version: int, inputs: dict[str, Any], *, binary: bool
+) -> dict[str, Any]:
+    client = httpclient.InferenceServerClient(url)
+    request = []
+    for name, array in inputs.items():
+        tensor = httpclient.InferInput(name, list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        request.append(tensor)
+    outputs = [httpclient.InferRequestedOutput(o.name, binary_data=binary) for o in entry.config.output]
+    result = client.infer(entry.name, request, model_version=str(version), outputs=outputs)
+    client.close()
+    return {o.name: result.as_numpy(o.name) for o in entry.config.output}
+
+
+def test_repository_holds_every_specified_model() -> None:
+    served = {(entry.name, v) for entry, v in CASES}
+    expected = {
+        ("ringer", 1),
+        ("ringer", 2),
+        ("particlenet_lite", 1),
+        ("part_small", 1),
+        ("pv_finder", 1),
+        ("calo_gan", 1),
+    }
+    assert expected <= served, f"missing from model_repository/: {sorted(expected - served)}"
+
+
+@pytest.mark.parametrize(("entry", "version"), CASES, ids=[f"{e.name}-v{v}" for e, v in CASES])
+def test_every_path_matches_onnxruntime(stack: Stack, entry: ModelEntry, version: int) -> None:
+    inputs = _inputs(entry, BATCH, seed=version)
+    expected = _reference(entry, version, inputs)
+    paths = {
+        "triton-grpc": _grpc(stack.triton_grpc, entry, version, inputs),
+        "gateway-http-json": _http(stack.gateway_http, entry, version, inputs, binary=False),
+        "gateway-http-binary": _http(stack.gateway_http, entry, version, inputs, binary=True),
+        "gateway-grpc": _grpc(stack.gateway_grpc, entry, version, inputs),
+    }
+    for path, outputs in paths.items():
+        for name, reference in expected.items():
+            assert outputs[name].shape == reference.shape, (path, name)
+            np.testing.assert_allclose(outputs[name], reference, rtol=0, atol=ATOL, err_msg=f"{path} {name}")
+
+
+def test_gateway_and_triton_give_identical_bytes(stack: Stack) -> None:
+    """A stock client pointed at the gateway gets the same answer as pointed at Triton, bit for bit."""
+    entry = next(e for e in MODELS if e.name == "ringer")
+    inputs = _inputs(entry, 16, seed=7)
+    direct = _grpc(stack.triton_grpc, entry, 2, inputs)
+    via_gateway = _grpc(stack.gateway_grpc, entry, 2, inputs)
+    for name in direct:
+        assert direct[name].tobytes() == via_gateway[name].tobytes()
+
+
+def _exec_and_request_counts(metrics_url: str, model: str) -> tuple[float, float]:
+    with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+
+    def total(metric: str) -> float:
+        pattern = rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} ([0-9.e+]+)$'
+        return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+    return total("nv_inference_exec_count"), total("nv_inference_request_success")
+
+
+def test_concurrent_requests_are_merged_by_the_dynamic_batcher(stack: Stack) -> None:
+    entry = next(e for e in MODELS if e.name == "particlenet_lite")
+    execs_before, requests_before = _exec_and_request_counts(stack.triton_metrics, entry.name)
+    one_jet = _inputs(entry, 1, seed=3)
+    n_requests = 256
+    client = grpcclient.InferenceServerClient(stack.triton_grpc)
+    tensors = []
+    for name, array in one_jet.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(
+            pool.map(lambda _: client.infer(entry.name, tensors).as_numpy("softmax"), range(n_requests))
+        )
+    client.close()
+    assert all(np.array_equal(r, results[0]) for r in results)
+    execs_after, requests_after = _exec_and_request_counts(stack.triton_metrics, entry.name)
+    assert requests_after - requests_before == n_requests
+    executions = execs_after - execs_before
+    assert executions < n_requests / 2, f"{n_requests} requests ran in {executions} executions: no batching"
