@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
-from hepsonic_triton import RepositoryError, derive_runtime_repository, load_repository, sha256_of
 from tritonclient.grpc import model_config_pb2
+
+from hepsonic_triton import RepositoryError, derive_runtime_repository, load_repository, sha256_of
 
 ToyRepository = Callable[..., Path]
 
@@ -92,8 +93,9 @@ def test_runtime_repository_can_switch_batching_off_or_retune_it(
     models = load_repository(toy_repository())
     off = derive_runtime_repository(models, tmp_path / "off", dynamic_batching=False)
     retuned = derive_runtime_repository(models, tmp_path / "retuned", queue_delay_us=2500)
-    parse = lambda root: text_format.Parse(
-        (root / "toy" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
-    )  # noqa: E731
+
+    def parse(root: Path) -> model_config_pb2.ModelConfig:
+        return text_format.Parse((root / "toy" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
     assert not parse(off).HasField("dynamic_batching")
     assert parse(retuned).dynamic_batching.max_queue_delay_microseconds == 2500
