@@ -2,24 +2,28 @@
 
 GatewayError
 ├── NotFound            unknown model, version or alias
-├── InvalidRequest      malformed request, wrong shape/dtype, too large
+├── InvalidRequest      malformed request, wrong shape/dtype/byte size
+│   └── TooLarge        over a size limit (body bytes, tensor elements)
 ├── Unauthenticated     no or unknown API key
 ├── PermissionDenied    key not allowed for this model or action
 ├── Overloaded          admission control refused it; carries retry_after_s
 ├── Unavailable         no healthy replica, or every retry failed
 ├── DeadlineExceeded    the upstream did not answer in time
+├── Conflict            the action clashes with one in progress (a second rollout of the same model)
 └── UpstreamError       Triton answered with an error (its status is kept)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Conflict",
     "DeadlineExceeded",
     "GatewayError",
     "InvalidRequest",
     "NotFound",
     "Overloaded",
     "PermissionDenied",
+    "TooLarge",
     "Unauthenticated",
     "Unavailable",
     "UpstreamError",
@@ -40,6 +44,14 @@ class NotFound(GatewayError):
 
 class InvalidRequest(GatewayError):
     """The request is malformed or does not match the model."""
+
+
+class TooLarge(InvalidRequest):
+    """The request exceeds a size limit (body bytes or tensor elements)."""
+
+
+class Conflict(GatewayError):
+    """The action clashes with one already in progress."""
 
 
 class Unauthenticated(GatewayError):

@@ -49,9 +49,16 @@ class ModelPolicy(_Strict):
     """How requests for one model are routed and limited."""
 
     pool: str = "default"
+    #: Upper bound of one request's time at Triton; a shorter client deadline wins (it is propagated).
     timeout_s: PositiveFloat = 30.0
+    #: Requests served at once; beyond it they wait in a queue of at most ``max_queue``, then get 429.
     max_inflight: PositiveInt = 256
     max_queue: int = Field(default=1024, ge=0)
+    #: Other replicas a request may be retried on after a connection failure or UNAVAILABLE.
+    retries: int = Field(default=2, ge=0, le=10)
+    #: Largest request body (HTTP) / message (gRPC), and largest tensor, accepted for this model.
+    max_request_bytes: PositiveInt = 64 * 1024 * 1024
+    max_tensor_elements: PositiveInt = 16 * 1024 * 1024
     #: alias -> version, e.g. {stable: 1, canary: 2}
     aliases: dict[str, PositiveInt] = Field(default_factory=dict)
     #: alias or version -> weight, for requests that name no version

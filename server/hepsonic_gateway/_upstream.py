@@ -82,12 +82,17 @@ class Replica:
 
 
 class Pool:
-    """Interchangeable replicas of one pool, kept healthy by a background loop."""
+    """Interchangeable replicas of one pool, kept healthy by a background loop.
+
+    ``leases`` counts the requests that hold this pool (from admission to the answer): a pool replaced by a
+    routing reload is closed only once they are all done.
+    """
 
     def __init__(self, name: str, spec: PoolSpec) -> None:
         self.name = name
         self.spec = spec
         self.replicas: list[Replica] = [Replica(endpoint) for endpoint in spec.endpoints]
+        self.leases = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -152,10 +157,19 @@ class Pool:
         """Models READY on at least one healthy replica."""
         return {m for r in self.replicas if r.healthy for m, v in r.ready_versions.items() if v}
 
+    async def probe_all(self) -> None:
+        """Probe every replica now (after a load or unload, so routing sees the new versions at once)."""
+        await asyncio.gather(*(replica.probe() for replica in self.replicas))
+
+    async def stop_probing(self) -> None:
+        """Stop the health-check loop."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def close(self) -> None:
         """Stop probing and close every replica."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.stop_probing()
         await asyncio.gather(*(replica.close() for replica in self.replicas))

@@ -66,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> TritonConfig:
         instances=args.instances,
         threads=args.threads,
         workdir=args.workdir,
+        exit_timeout_s=args.exit_timeout_secs,
     )
 
 

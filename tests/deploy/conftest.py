@@ -59,5 +59,7 @@ def manifests(rendered: dict[str, str]) -> list[Manifest]:
 def find(objects: list[Manifest], kind: str, name_suffix: str = "") -> Manifest:
     """The single object of `kind` whose name ends with `name_suffix`."""
     hits = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
-    assert len(hits) == 1, f"expected one {kind} named *{name_suffix}, got {[h['metadata']['name'] for h in hits]}"
+    assert len(hits) == 1, (
+        f"expected one {kind} named *{name_suffix}, got {[h['metadata']['name'] for h in hits]}"
+    )
     return hits[0]

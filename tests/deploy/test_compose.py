@@ -29,7 +29,10 @@ def _compose_binary() -> Path:
 def filled_env(tmp_path: Path) -> Path:
     """.env.example with the REQUIRED values filled in, as an operator would."""
     text = ENV_EXAMPLE.read_text()
-    text = text.replace("HEPSONIC_API_KEYS_HOST_FILE=\n", "HEPSONIC_API_KEYS_HOST_FILE=./deploy/docker/api-keys.example.yaml\n")
+    text = text.replace(
+        "HEPSONIC_API_KEYS_HOST_FILE=\n",
+        "HEPSONIC_API_KEYS_HOST_FILE=./deploy/docker/api-keys.example.yaml\n",
+    )
     text = text.replace("GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=not-a-real-password\n")
     env = tmp_path / "test.env"
     env.write_text(text)
@@ -112,7 +115,9 @@ def test_required_variables_are_named_when_missing(missing: str, message: str, f
 
 def test_env_example_ships_no_secrets() -> None:
     values = dict(
-        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
     )
     for name in ("GRAFANA_ADMIN_PASSWORD", "HEPSONIC_API_KEYS_HOST_FILE", "HEPSONIC_LOADTEST_API_KEY"):
         assert values[name] == "", f"{name} must be empty in .env.example"
@@ -120,6 +125,13 @@ def test_env_example_ships_no_secrets() -> None:
 
 def test_compose_file_matches_the_compose_spec_schema() -> None:
     pytest.importorskip("check_jsonschema")
-    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)]
+    command = [
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(COMPOSE_FILE),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

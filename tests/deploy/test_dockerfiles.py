@@ -87,7 +87,9 @@ def test_image_installs_exactly_its_dependency_set(name: str, expected: list[str
     args = {c.value[0].split("=", 1)[0]: c.value[0].split("=", 1)[1] for c in commands if c.cmd == "ARG"}
     assert "slim" in args["PYTHON_IMAGE"]
     assert "3.11" in args["PYTHON_IMAGE"], "the images run the Python the project targets"
-    assert any(c.cmd == "COPY" and "--from=build" in c.flags for c in final), "multi-stage: no build tools shipped"
+    assert any(c.cmd == "COPY" and "--from=build" in c.flags for c in final), (
+        "multi-stage: no build tools shipped"
+    )
 
 
 def test_cpu_triton_image_runs_the_embedded_runtime() -> None:
@@ -113,17 +115,24 @@ def test_image_dependency_sets_resolve_with_pip(tmp_path: Path) -> None:
     """One `pip install --dry-run` of the union of the three images' requirement sets.
 
     A resolution of the union, restricted to one image's packages, satisfies that image's
-    constraints too, so one run proves all three resolve (about 10 s here instead of 30 s).
+    constraints too, so one run proves all three resolve (10-30 s on a busy 2-core box, not 3x that).
     Marked slow: it asks the package index for metadata. It uses this machine's Python 3.11 on
     Linux x86-64, the same interpreter line and platform as the python:3.11-slim images.
     """
-    requirements = sorted({arg for name in EXPECTED_PIP_INSTALL for arg in pip_install_args(parse(DOCKER_DIR / name))})
+    requirements = sorted(
+        {arg for name in EXPECTED_PIP_INSTALL for arg in pip_install_args(parse(DOCKER_DIR / name))}
+    )
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-build-isolation",
                "--quiet", "--report", str(report), *requirements]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
-    assert {"hepsonic", "hepsonic-client", "nvidia-pytriton", "onnxruntime", "locust", "fastapi"} <= set(resolved)
+    resolved = {
+        i["metadata"]["name"].lower(): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
+    assert {"hepsonic", "hepsonic-client", "nvidia-pytriton", "onnxruntime", "locust", "fastapi"} <= set(
+        resolved
+    )
     assert int(resolved["numpy"].split(".")[0]) < 2, "nvidia-pytriton needs numpy<2"
     assert "torch" not in resolved, "no image may pull torch"

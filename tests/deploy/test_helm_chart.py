@@ -62,7 +62,9 @@ def _unknown_fields(original: Any, roundtrip: Any, path: str = "") -> list[str]:
     if isinstance(original, list):
         if not isinstance(roundtrip, list) or len(roundtrip) != len(original):
             return [path]
-        return [p for i, item in enumerate(original) for p in _unknown_fields(item, roundtrip[i], f"{path}[{i}]")]
+        return [
+            p for i, item in enumerate(original) for p in _unknown_fields(item, roundtrip[i], f"{path}[{i}]")
+        ]
     return [] if original == roundtrip else [f"{path} ({original!r} became {roundtrip!r})"]
 
 
@@ -97,7 +99,7 @@ def validate_object(obj: Manifest) -> str:
 
 def test_an_unvalidated_kind_fails() -> None:
     stray = {"apiVersion": "example.org/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    with pytest.raises(pytest.fail.Exception, match="nothing validates example.org/v1 Widget"):
+    with pytest.raises(pytest.fail.Exception, match=r"nothing validates example\.org/v1 Widget"):
         validate_object(stray)
 
 
@@ -106,14 +108,23 @@ def test_crd_validation_catches_unknown_fields() -> None:
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": {"name": "x"},
-        "spec": {"scaleTargetRef": {"name": "d"}, "triggers": [{"type": "prometheus", "metadata": {}}], "typo": 1},
+        "spec": {
+            "scaleTargetRef": {"name": "d"},
+            "triggers": [{"type": "prometheus", "metadata": {}}],
+            "typo": 1,
+        },
     }
     with pytest.raises(AssertionError, match="/spec/typo"):
         validate_object(bad)
 
 
 def test_core_validation_catches_unknown_fields() -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}], "typo": 1}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": 1}], "typo": 1},
+    }
     with pytest.raises(pytest.fail.Exception, match="typo"):
         validate_object(bad)
 
@@ -163,9 +174,9 @@ def _check_resources_everywhere(objects: list[Manifest]) -> None:
         pod = obj["spec"]["template"]["spec"]
         for container in pod["containers"] + pod.get("initContainers", []):
             resources = container.get("resources", {})
-            assert resources.get("requests") and resources.get("limits"), (
-                f"{obj['metadata']['name']}/{container['name']}: requests and limits are both required"
-            )
+            where = f"{obj['metadata']['name']}/{container['name']}"
+            assert resources.get("requests"), f"{where}: resource requests are required"
+            assert resources.get("limits"), f"{where}: resource limits are required"
 
 
 def _check_gpu(values: dict[str, Any], triton: Manifest) -> None:
@@ -263,7 +274,9 @@ def test_gateway_discovers_triton_pods_through_the_headless_service(render: Rend
 
 def test_inline_api_keys_become_a_secret(render: Render) -> None:
     digest = "ab" * 32
-    values = with_values(**{"gateway.apiKeys": {"keys": [{"name": "cms", "sha256": digest, "models": ["*"]}]}})
+    values = with_values(
+        **{"gateway.apiKeys": {"keys": [{"name": "cms", "sha256": digest, "models": ["*"]}]}}
+    )
     secret = find(manifests(render(values)), "Secret", "-api-keys")
     assert yaml.safe_load(secret["stringData"]["keys.yaml"]) == {
         "keys": [{"name": "cms", "sha256": digest, "models": ["*"]}]
@@ -285,7 +298,11 @@ def test_scaledobject_scales_on_queue_time_per_request(render: Render) -> None:
     assert trigger["metricType"] == "Value"
     behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
-    assert 0 < behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
+    assert (
+        0
+        < behavior["scaleUp"]["stabilizationWindowSeconds"]
+        < behavior["scaleDown"]["stabilizationWindowSeconds"]
+    )
     assert scaled["spec"]["scaleTargetRef"]["name"].endswith("-triton")
 
 
@@ -316,27 +333,49 @@ def test_network_policy_admits_only_gateway_and_prometheus(render: Render) -> No
     ("overrides", "message"),
     [
         ({"triton.modelRepository": {"source": "pvc"}}, "triton.modelRepository.pvc.claimName"),
-        ({"triton.modelRepository": {"source": "nfs", "nfs": {"server": "nfs"}}}, "triton.modelRepository.nfs"),
+        (
+            {"triton.modelRepository": {"source": "nfs", "nfs": {"server": "nfs"}}},
+            "triton.modelRepository.nfs",
+        ),
         ({"triton.modelRepository": {"source": "hostPath"}}, "triton.modelRepository.hostPath.path"),
         ({"triton.modelRepository": {"source": "initContainer"}}, "initContainer.image.repository"),
-        ({"triton.drain": {"seconds": 60, "exitTimeoutSeconds": 30, "terminationGracePeriodSeconds": 60}},
-         "Set it to at least 95"),
-        ({"triton.drain": {"seconds": 5, "exitTimeoutSeconds": 30, "terminationGracePeriodSeconds": 90}},
-         "triton.drain.seconds: 5 s ends before the gateway can notice"),
+        (
+            {"triton.drain": {"seconds": 60, "exitTimeoutSeconds": 30, "terminationGracePeriodSeconds": 60}},
+            "Set it to at least 95",
+        ),
+        (
+            {"triton.drain": {"seconds": 5, "exitTimeoutSeconds": 30, "terminationGracePeriodSeconds": 90}},
+            "triton.drain.seconds: 5 s ends before the gateway can notice",
+        ),
         ({"triton.gpu.count": 0}, "triton.gpu.count"),
         ({"triton.autoscaling.enabled": True}, "triton.autoscaling.prometheusAddress"),
-        ({"triton.autoscaling": {"enabled": True, "prometheusAddress": "http://p:9090", "minReplicas": 5,
-                                 "maxReplicas": 2}}, "minReplicas (5) is larger than maxReplicas (2)"),
+        (
+            {
+                "triton.autoscaling": {
+                    "enabled": True,
+                    "prometheusAddress": "http://p:9090",
+                    "minReplicas": 5,
+                    "maxReplicas": 2,
+                }
+            },
+            "minReplicas (5) is larger than maxReplicas (2)",
+        ),
         ({"gateway.apiKeys": {}}, "no API keys are configured"),
         ({"gateway.tls.enabled": True}, "gateway.tls.existingSecret"),
         ({"gateway.ingress": {"enabled": True}}, "gateway.ingress.host"),
-        ({"gateway.ingress": {"enabled": True, "host": "h", "tls": {"enabled": True}}},
-         "gateway.ingress.tls.secretName"),
-        ({"gateway.routing.models": {"ringer": {"pool": "gpu-a100"}}},
-         'gateway.routing.models.ringer.pool: pool "gpu-a100" does not exist'),
+        (
+            {"gateway.ingress": {"enabled": True, "host": "h", "tls": {"enabled": True}}},
+            "gateway.ingress.tls.secretName",
+        ),
+        (
+            {"gateway.routing.models": {"ringer": {"pool": "gpu-a100"}}},
+            'gateway.routing.models.ringer.pool: pool "gpu-a100" does not exist',
+        ),
     ],
 )
-def test_bad_values_are_refused_with_a_clear_message(overrides: dict[str, Any], message: str, render: Render) -> None:
+def test_bad_values_are_refused_with_a_clear_message(
+    overrides: dict[str, Any], message: str, render: Render
+) -> None:
     with pytest.raises(helm.HelmError) as excinfo:
         render(with_values(**overrides))
     assert "VALUES VALIDATION" in str(excinfo.value)
@@ -393,7 +432,11 @@ def test_values_yaml_documents_every_parameter() -> None:
         chain, indent = [index], _indent(line)
         for back in range(index - 1, -1, -1):
             previous = lines[back]
-            if previous.strip() and not previous.strip().startswith(("#", "-")) and _indent(previous) < indent:
+            if (
+                previous.strip()
+                and not previous.strip().startswith(("#", "-"))
+                and _indent(previous) < indent
+            ):
                 chain.append(back)
                 indent = _indent(previous)
         if not any(c.startswith("# --") for i in chain for c in _comment_block_above(lines, i)):
@@ -402,9 +445,30 @@ def test_values_yaml_documents_every_parameter() -> None:
 
 
 def test_notes_print_the_endpoints(render: Render) -> None:
-    values = with_values(**{"gateway.ingress": {"enabled": True, "host": "hep.example.org", "tls": {"secretName": "t"}}})
+    values = with_values(
+        **{"gateway.ingress": {"enabled": True, "host": "hep.example.org", "tls": {"secretName": "t"}}}
+    )
     notes = render(values)["hepsonic/templates/NOTES.txt"]
     assert f"http://hs-hepsonic-gateway.{NAMESPACE}.svc:8080" in notes
     assert f"hs-hepsonic-gateway.{NAMESPACE}.svc:8081" in notes
     assert "https://hep.example.org" in notes
     assert "port-forward" in notes
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_FILES, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def test_generated_routing_file_loads_in_the_gateway(scenario: Path, render: Render, tmp_path: Path) -> None:
+    """The gateway's own loader accepts the routing file the chart generates."""
+    gateway = pytest.importorskip("hepsonic_gateway")
+    routing = find(manifests(render(load_scenario(scenario))), "ConfigMap", "-gateway-routing")
+    path = tmp_path / "routing.yaml"
+    path.write_text(routing["data"]["routing.yaml"])
+    config = gateway.load_routing(path)
+    assert config.pools["default"].discover is not None
+    assert config.policy("any-model") is not None
+
+
+def test_compose_routing_file_loads_in_the_gateway() -> None:
+    gateway = pytest.importorskip("hepsonic_gateway")
+    config = gateway.load_routing(CHART_DIR.parents[1] / "deploy" / "docker" / "routing.compose.yaml")
+    (endpoint,) = config.pools["default"].endpoints
+    assert (endpoint.http, endpoint.grpc) == ("triton:8000", "triton:8001")

@@ -18,10 +18,19 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
 onnx = pytest.importorskip("onnx")
 
-pytestmark = pytest.mark.skipif(not CONFIGS, reason="model_repository/ is still empty (the model builders fill it)")
+pytestmark = pytest.mark.skipif(
+    not CONFIGS, reason="model_repository/ is still empty (the model builders fill it)"
+)
 
 # ONNX TensorProto element types -> Triton data types.
-ONNX_TO_TRITON = {1: "TYPE_FP32", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64"}
+ONNX_TO_TRITON = {
+    1: "TYPE_FP32",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+}
 
 
 def load_config(path: Path) -> Any:
@@ -46,7 +55,9 @@ def test_config_is_native_onnxruntime_and_matches_onnx(path: Path) -> None:
     model_dir = path.parent
     config = load_config(path)
     assert config.name == model_dir.name, "Triton requires name == directory"
-    assert config.platform == "onnxruntime_onnx", f"{config.name}: the NVIDIA image serves it natively only as ONNX"
+    assert config.platform == "onnxruntime_onnx", (
+        f"{config.name}: the NVIDIA image serves it natively only as ONNX"
+    )
     assert config.max_batch_size > 0
     assert config.HasField("dynamic_batching")
 
@@ -56,13 +67,18 @@ def test_config_is_native_onnxruntime_and_matches_onnx(path: Path) -> None:
         onnx_file = model_dir / str(version) / "model.onnx"
         assert onnx_file.is_file(), f"{config.name} v{version}: {onnx_file} missing"
         digest = config.parameters[f"sha256/{version}"].string_value
-        assert digest == hashlib.sha256(onnx_file.read_bytes()).hexdigest(), f"{config.name} v{version}: sha256"
+        assert digest == hashlib.sha256(onnx_file.read_bytes()).hexdigest(), (
+            f"{config.name} v{version}: sha256"
+        )
 
         graph = onnx.load(str(onnx_file), load_external_data=False).graph
         initializers = {i.name for i in graph.initializer}
         onnx_inputs = {i.name: i for i in graph.input if i.name not in initializers}
         onnx_outputs = {o.name: o for o in graph.output}
-        for tensors, onnx_tensors, role in ((config.input, onnx_inputs, "input"), (config.output, onnx_outputs, "output")):
+        for tensors, onnx_tensors, role in (
+            (config.input, onnx_inputs, "input"),
+            (config.output, onnx_outputs, "output"),
+        ):
             assert {t.name for t in tensors} == set(onnx_tensors), f"{config.name} v{version}: {role} names"
             for tensor in tensors:
                 onnx_type = onnx_tensors[tensor.name].type.tensor_type
@@ -72,7 +88,9 @@ def test_config_is_native_onnxruntime_and_matches_onnx(path: Path) -> None:
                 )
                 # ONNX carries the batch dimension first; Triton's dims exclude it when max_batch_size > 0.
                 onnx_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in onnx_type.shape.dim][1:]
-                assert len(onnx_dims) == len(tensor.dims), f"{config.name} v{version} {role} {tensor.name}: rank"
+                assert len(onnx_dims) == len(tensor.dims), (
+                    f"{config.name} v{version} {role} {tensor.name}: rank"
+                )
                 for declared, actual in zip(tensor.dims, onnx_dims, strict=True):
                     assert actual in (-1, declared) or declared == -1, (
                         f"{config.name} v{version} {role} {tensor.name}: dims {list(tensor.dims)} vs ONNX {onnx_dims}"
