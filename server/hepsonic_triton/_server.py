@@ -228,8 +228,12 @@ class TritonServer:
         count = policy.latest.num_versions if policy.HasField("latest") else 1
         return entry.versions[-count:]
 
-    def stop(self, *, timeout_s: float = 15.0) -> None:
-        """Stop tritonserver and its stubs (SIGTERM to the group, then SIGKILL), then remove our shm regions."""
+    def stop(self) -> None:
+        """Stop tritonserver and its stubs, then remove our shm regions.
+
+        SIGTERM lets Triton finish in-flight requests for ``exit_timeout_s``; SIGKILL follows if it overruns.
+        """
+        timeout_s = self.config.exit_timeout_s + 10.0
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 CLIENTS = Path(__file__).resolve().parents[2] / "clients"
-FORBIDDEN = ("fastapi", "uvicorn", "prometheus_client", "pydantic", "starlette", "hepsonic_gateway", "hepsonic_triton")
+FORBIDDEN = (
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+    "pydantic",
+    "starlette",
+    "hepsonic_gateway",
+    "hepsonic_triton",
+)
 
 CHECK = f"""
 import importlib.abc, importlib.metadata, sys
@@ -50,21 +58,36 @@ def test_client_installs_and_imports_without_server_dependencies(tmp_path: Path)
     shutil.copytree(CLIENTS, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(wheels), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         capture_output=True,
     )
     (wheel,) = wheels.glob("hepsonic_client-*.whl")
     env_dir = tmp_path / "fresh"
-    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)  # bundled pip, offline
     python = env_dir / "bin" / "python"
     fresh_site = Path(
-        subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                       check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     )
-    # pip of the project venv installs into the fresh one (--prefix): no download, no dependencies.
+    # The fresh venv's own pip installs the wheel: no index, no dependencies.
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--prefix", str(env_dir), str(wheel)],
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
         check=True,
         capture_output=True,
     )

@@ -130,7 +130,7 @@ def test_no_server_available_names_every_failure() -> None:
 
 
 def test_local_onnxruntime_fallback_is_used_logged_and_counted(tmp_path: Path, caplog) -> None:
-    from .tiny_repository import write_tiny_repository
+    from .tiny_repository import write_tiny_repository  # noqa: PLC0415
 
     repository = write_tiny_repository(tmp_path)
     down = MockTransport(lambda r: (_ for _ in ()).throw(hc.ConnectError("refused")))
@@ -247,9 +247,9 @@ def test_write_provenance_into_metadata_and_file(tmp_path: Path) -> None:
 
 
 def test_grpc_and_http_errors_are_converted_in_one_place() -> None:
-    import grpc
+    import grpc  # noqa: PLC0415
 
-    from hepsonic_client._convert import HttpStatusError, converted_errors
+    from hepsonic_client._convert import HttpStatusError, converted_errors  # noqa: PLC0415
 
     class FakeRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
         def __init__(self, code, details, trailing=()):
@@ -271,7 +271,10 @@ def test_grpc_and_http_errors_are_converted_in_one_place() -> None:
         def add_callback(self, callback): ...
 
     cases = [
-        (FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", (("retry-after-ms", "250"),)), hc.OverloadedError),
+        (
+            FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", (("retry-after-ms", "250"),)),
+            hc.OverloadedError,
+        ),
         (FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"), hc.ConnectError),
         (FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "late"), hc.RequestTimeoutError),
         (FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "unknown model 'x'"), hc.ModelNotFoundError),
@@ -293,11 +296,13 @@ def test_grpc_and_http_errors_are_converted_in_one_place() -> None:
 
 
 def test_sweeper_removes_only_regions_of_dead_processes(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
     stale = tmp_path / f"hepsonic_client_{dead_pid}_abc123_0"
     alive = tmp_path / f"hepsonic_client_{os.getpid()}_abc123_0"
@@ -314,7 +319,11 @@ def test_helpers_build_inputs_and_return_typed_results() -> None:
     def handler(request: MockRequest) -> dict[str, np.ndarray]:
         n = next(iter(request.inputs.values())).shape[0]
         if request.model == "calo_gan":
-            return {"layer_0": np.ones((n, 3, 96)), "layer_1": np.ones((n, 12, 12)), "layer_2": request.inputs["z"][:, :60].reshape(n, 10, 6)}
+            return {
+                "layer_0": np.ones((n, 3, 96)),
+                "layer_1": np.ones((n, 12, 12)),
+                "layer_2": request.inputs["z"][:, :60].reshape(n, 10, 6),
+            }
         if request.model == "particlenet_lite":
             assert set(request.inputs) == {"pf_points", "pf_features", "pf_mask"}
             return {"softmax": np.tile([[0.9, 0.1]], (n, 1))}

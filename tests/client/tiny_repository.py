@@ -17,8 +17,8 @@ OUT_FEATURES = 4
 
 
 def _mlp_model(seed: int) -> bytes:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     w1 = rng.normal(size=(IN_FEATURES, 32)).astype(np.float32)
@@ -35,7 +35,11 @@ def _mlp_model(seed: int) -> bytes:
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", IN_FEATURES])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", OUT_FEATURES])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")],
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(b1, "b1"),
+            numpy_helper.from_array(w2, "w2"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hepsonic_client.physics import jets
 from hepsonic_client.physics.jets import (
     FEATURE_NAMES,

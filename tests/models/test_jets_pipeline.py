@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from hepsonic_client.physics.jets import build_tagger_inputs
 from hepsonic_models import jets
 from hepsonic_models.context import BuildContext
@@ -16,7 +18,6 @@ from hepsonic_models.export import export_version, sha256_file
 from hepsonic_models.jets._generate import GeneratorSettings, _generate_chunk
 from hepsonic_models.jets._networks import ParticleNetLite, ParticleTransformerSmall, count_parameters
 from hepsonic_models.specs import SPECS
-from tritonclient.grpc import model_config_pb2
 
 pytestmark = [
     # The legacy ONNX exporter's tracer warns about Python-level shape arithmetic; the export is checked below.

@@ -25,7 +25,7 @@ from hepsonic_client.physics.vertices import (
 def test_histogram_geometry() -> None:
     centers = bin_centers()
     assert centers.shape == (N_BINS,) == (4000,)
-    assert BIN_WIDTH_MM == pytest.approx(0.1)
+    assert pytest.approx(0.1) == BIN_WIDTH_MM
     assert centers[0] == pytest.approx(Z_MIN_MM + 0.05)
     assert centers[-1] == pytest.approx(Z_MAX_MM - 0.05)
 
