@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -21,9 +22,31 @@ from ._distribution import TritonDistribution
 from ._errors import PortInUseError, TritonStartError
 from ._repository import ModelEntry, derive_runtime_repository, load_repository
 
-__all__ = ["TritonConfig", "TritonServer", "check_port_free"]
+__all__ = ["TritonConfig", "TritonServer", "check_port_free", "sweep_stale_shm_regions"]
 
 _SHM_DIR = Path("/dev/shm")
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux prctl).
+
+    Triton runs in its own session (so stopping it ends its stubs too); without this a killed launcher
+    would leave it orphaned.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def sweep_stale_shm_regions() -> list[Path]:
+    """Remove python-backend shm regions of launchers that no longer run (``hepsonic_<pid>_*``)."""
+    removed = []
+    for region in _SHM_DIR.glob("hepsonic_*_*"):
+        pid = region.name.split("_")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            region.unlink(missing_ok=True)
+            removed.append(region)
+    return removed
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -133,6 +156,7 @@ class TritonServer:
         ):
             check_port_free(cfg.host, port, what)
         dist = TritonDistribution.from_pytriton()
+        sweep_stale_shm_regions()
         if cfg.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hepsonic-triton-")
             workdir = Path(self._tmp.name)
@@ -163,6 +187,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # own process group: stopping it ends the stubs too
+            preexec_fn=_terminate_with_parent,  # noqa: PLW1509  (prctl only; no locks taken)
         )
         try:
             self._wait_ready(timeout_s)

@@ -52,6 +52,12 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workdir", type=Path, default=None, help="runtime repository folder (default: temporary)"
     )
+    group.add_argument(
+        "--exit-timeout-secs",
+        type=int,
+        default=int(_env("TRITON_EXIT_TIMEOUT_SECS", "5")),
+        help="seconds Triton gives in-flight requests on shutdown (HEPSONIC_TRITON_EXIT_TIMEOUT_SECS)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TritonConfig:

@@ -147,3 +147,41 @@ def test_triton_cli_runs_until_sigterm(
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_killing_the_launcher_outright_still_stops_triton(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    """SIGKILL gives the launcher no chance to clean up: Triton must still go (parent-death signal)."""
+    ports = [free_port() for _ in range(3)]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hepsonic_triton",
+            "--repository",
+            str(toy_repository()),
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert "hepsonic-triton ready" in _read_until(process, "ready")
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert any(p.name() == "tritonserver" for p in descendants)
+        process.kill()
+        process.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=20)
+        assert alive == [], f"orphaned: {alive}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
