@@ -1,0 +1,152 @@
+"""Typed helpers per served model, on top of :mod:`hepsonic_client.physics`.
+
+Each helper builds the model's inputs from detector-level objects with the same physics code the trainers
+use, calls the service, and returns named arrays with the provenance of the answer. They accept a
+:class:`~hepsonic_client.Client` (or anything with its ``infer`` method, such as a client on a
+``MockTransport`` or on local onnxruntime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ._result import InferResult, Provenance
+from .physics import jets, showers, vertices
+
+__all__ = [
+    "ElectronScores",
+    "JetTags",
+    "PrimaryVertices",
+    "Showers",
+    "SupportsInfer",
+    "find_primary_vertices",
+    "score_electrons",
+    "simulate_showers",
+    "tag_jets",
+]
+
+F32 = npt.NDArray[np.float32]
+
+
+class SupportsInfer(Protocol):
+    """Anything with :meth:`Client.infer`'s signature."""
+
+    def infer(
+        self, model: str, inputs: Mapping[str, Any], version: int | str | None = None
+    ) -> InferResult: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ElectronScores:
+    """``ringer`` output: one discriminant in [-1, 1] per candidate (higher = more electron-like)."""
+
+    discriminant: F32
+    provenance: Provenance
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JetTags:
+    """Jet-tagger output per jet: P(top) and P(QCD)."""
+
+    p_top: F32
+    p_qcd: F32
+    provenance: Provenance
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrimaryVertices:
+    """``pv_finder`` output per event: the probability histogram and the vertex z list (mm)."""
+
+    pv_prob: F32
+    z: list[npt.NDArray[np.float64]]
+    provenance: Provenance
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Showers:
+    """``calo_gan`` output per particle: energy deposits of the three layers (GeV)."""
+
+    energy: F32
+    layer_0: F32
+    layer_1: F32
+    layer_2: F32
+    provenance: Provenance
+
+
+def score_electrons(
+    client: SupportsInfer,
+    rings: npt.ArrayLike,
+    et: npt.ArrayLike,
+    eta: npt.ArrayLike,
+    *,
+    version: int | None = None,
+) -> ElectronScores:
+    """Ringer discriminant from rings (``(n, 100)`` MeV, see ``physics.rings``), E_T (GeV) and eta."""
+    ring_array = np.asarray(rings, dtype=np.float32)
+    if ring_array.ndim != 2 or ring_array.shape[1] != 100:
+        msg = f"ringer: input 'rings' must be (n, 100) ring energies in MeV, got shape {ring_array.shape}"
+        raise ValueError(msg)
+    et_array = np.asarray(et, dtype=np.float32).reshape(-1, 1)
+    eta_array = np.asarray(eta, dtype=np.float32).reshape(-1, 1)
+    if not len(ring_array) == len(et_array) == len(eta_array):
+        msg = (
+            f"ringer: rings, et and eta must have one entry per candidate, got "
+            f"{len(ring_array)}, {len(et_array)}, {len(eta_array)}"
+        )
+        raise ValueError(msg)
+    result = client.infer("ringer", {"rings": ring_array, "et": et_array, "eta": eta_array}, version)
+    return ElectronScores(discriminant=result["discriminant"].reshape(-1), provenance=result.provenance)
+
+
+def tag_jets(
+    client: SupportsInfer,
+    constituents: npt.ArrayLike,
+    *,
+    model: str = "particlenet_lite",
+    jet_p4: npt.ArrayLike | None = None,
+) -> JetTags:
+    """Tagger probabilities from constituents ``(n_jets, n, 4)`` px, py, pz, E (GeV; E <= 0 = padding)."""
+    tensors = jets.build_tagger_inputs(constituents, jet_p4=jet_p4)
+    if model != "part_small":
+        del tensors["pf_vectors"]
+    softmax = client.infer(model, tensors)
+    probabilities = softmax["softmax"]
+    return JetTags(p_top=probabilities[:, 0], p_qcd=probabilities[:, 1], provenance=softmax.provenance)
+
+
+def find_primary_vertices(
+    client: SupportsInfer,
+    track_z: Sequence[npt.ArrayLike],
+    track_sigma_z: Sequence[npt.ArrayLike],
+    *,
+    peak_finder: vertices.PeakFinder | None = None,
+) -> PrimaryVertices:
+    """PV z positions (mm) per event from each event's tracks (z of closest approach and sigma_z, mm)."""
+    if len(track_z) != len(track_sigma_z):
+        msg = f"pv_finder: {len(track_z)} events of track_z but {len(track_sigma_z)} of track_sigma_z"
+        raise ValueError(msg)
+    finder = peak_finder or vertices.PeakFinder(threshold=0.5)
+    kde = np.stack([vertices.build_kde(z, s) for z, s in zip(track_z, track_sigma_z, strict=True)])
+    result = client.infer("pv_finder", {"kde": kde})
+    prob = result["pv_prob"]
+    return PrimaryVertices(pv_prob=prob, z=[finder(row) for row in prob], provenance=result.provenance)
+
+
+def simulate_showers(
+    client: SupportsInfer, energy_gev: npt.ArrayLike, *, seed: int, stream: int = 0
+) -> Showers:
+    """Showers for incident energies (GeV, 1-100); the latents come from ``(seed, stream)``: reproducible."""
+    inputs = showers.calo_gan_inputs(energy_gev, seed, stream=stream)
+    result = client.infer("calo_gan", inputs)
+    return Showers(
+        energy=inputs["energy"].reshape(-1),
+        layer_0=result["layer_0"],
+        layer_1=result["layer_1"],
+        layer_2=result["layer_2"],
+        provenance=result.provenance,
+    )

@@ -1,0 +1,210 @@
+"""Primary-vertex finding around the ``pv_finder`` model: the KDE it reads and the peak finder for its output.
+
+A reconstruction job turns its tracks into the model input with :func:`build_kde`, sends it to
+``pv_finder`` and turns the returned ``pv_prob`` into a list of vertex positions with :func:`find_vertices`.
+The generator and the trainer in ``hepsonic_models.pv`` call the same two functions, so served and offline
+inputs can never drift apart.
+
+Histogram coordinates (fixed by the served model): z in [-100, 300) mm in 4000 bins of 100 um.
+
+* ``kde[0]``: sum over tracks of a normalised Gaussian centred at the track's z of closest approach to the
+  beam line with the track's sigma_z, integrated over each bin (tracks per mm, so a bin never misses a
+  track narrower than the bin);
+* ``kde[1]``: the same sum with every kernel widened in quadrature by :data:`WIDE_KERNEL_MM`, which counts the
+  tracks near a point whatever their precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BIN_WIDTH_MM",
+    "N_BINS",
+    "WIDE_KERNEL_MM",
+    "Z_MAX_MM",
+    "Z_MIN_MM",
+    "PeakFinder",
+    "bin_centers",
+    "build_kde",
+    "find_vertices",
+    "gaussian_cdf",
+    "peak_candidates",
+]
+
+Z_MIN_MM = -100.0
+Z_MAX_MM = 300.0
+N_BINS = 4000
+BIN_WIDTH_MM = (Z_MAX_MM - Z_MIN_MM) / N_BINS
+#: Extra width (in quadrature) of the second KDE channel's kernels.
+WIDE_KERNEL_MM = 0.3
+#: Kernels are cut at this many sigma (the mass beyond is < 6e-7).
+_KERNEL_RANGE_SIGMA = 5.0
+_MIN_SIGMA_MM = 1e-4
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def bin_centers() -> FloatArray:
+    """z (mm) of the centre of every KDE / ``pv_prob`` bin."""
+    return Z_MIN_MM + (np.arange(N_BINS, dtype=np.float64) + 0.5) * BIN_WIDTH_MM
+
+
+def gaussian_cdf(x: npt.ArrayLike) -> FloatArray:
+    """Standard normal CDF, numpy only (erfc with the Numerical Recipes Chebyshev fit, |error| < 1.2e-7)."""
+    z = np.abs(np.asarray(x, dtype=np.float64)) / np.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = (
+        -z * z
+        - 1.26551223
+        + t
+        * (
+            1.00002368
+            + t
+            * (
+                0.37409196
+                + t
+                * (
+                    0.09678418
+                    + t
+                    * (
+                        -0.18628806
+                        + t
+                        * (
+                            0.27886807
+                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
+                        )
+                    )
+                )
+            )
+        )
+    )
+    erfc = t * np.exp(poly)
+    upper_tail = 0.5 * erfc
+    return np.where(np.asarray(x) >= 0, 1.0 - upper_tail, upper_tail)
+
+
+def _binned_gaussians(z: FloatArray, sigma: FloatArray) -> FloatArray:
+    """Sum of unit Gaussians (z_i, sigma_i), integrated over each bin, divided by the bin width."""
+    kde = np.zeros(N_BINS, dtype=np.float64)
+    if z.size == 0:
+        return kde
+    # Edge indices [first, last] of each track's window, clipped to the histogram.
+    first = np.floor((z - _KERNEL_RANGE_SIGMA * sigma - Z_MIN_MM) / BIN_WIDTH_MM)
+    last = np.ceil((z + _KERNEL_RANGE_SIGMA * sigma - Z_MIN_MM) / BIN_WIDTH_MM)
+    first = np.clip(first, 0, N_BINS).astype(np.int64)
+    last = np.clip(last, 0, N_BINS).astype(np.int64)
+    n_edges = last - first + 1
+    keep = last > first  # windows entirely outside the histogram add nothing
+    if not keep.any():
+        return kde
+    z, sigma, first, n_edges = z[keep], sigma[keep], first[keep], n_edges[keep]
+    track = np.repeat(np.arange(z.size), n_edges)
+    starts = np.cumsum(n_edges) - n_edges
+    edge = first[track] + (np.arange(track.size) - starts[track])
+    cdf = gaussian_cdf((Z_MIN_MM + edge * BIN_WIDTH_MM - z[track]) / sigma[track])
+    same_track = track[1:] == track[:-1]
+    np.add.at(kde, edge[:-1][same_track], (cdf[1:] - cdf[:-1])[same_track])
+    return kde / BIN_WIDTH_MM
+
+
+def build_kde(track_z: npt.ArrayLike, track_sigma_z: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """The ``pv_finder`` input ``kde`` FP32 [2, 4000] of one bunch crossing.
+
+    ``track_z``: each track's z of closest approach to the beam line (mm, detector coordinates shifted so
+    the histogram covers [-100, 300) mm); ``track_sigma_z``: its uncertainty (mm, > 0). Tracks outside the
+    histogram contribute only the part of their kernel inside it.
+    """
+    z = np.asarray(track_z, dtype=np.float64).ravel()
+    sigma = np.asarray(track_sigma_z, dtype=np.float64).ravel()
+    if z.shape != sigma.shape:
+        raise ValueError(
+            f"pv_finder KDE: track_z has {z.size} entries but track_sigma_z has {sigma.size}; "
+            "expected one sigma_z per track"
+        )
+    if not (np.isfinite(z).all() and np.isfinite(sigma).all()):
+        raise ValueError("pv_finder KDE: track_z and track_sigma_z must be finite")
+    if (sigma <= 0).any():
+        raise ValueError(f"pv_finder KDE: track_sigma_z must be > 0, got minimum {sigma.min():.3g} mm")
+    sigma = np.maximum(sigma, _MIN_SIGMA_MM)
+    kde = np.empty((2, N_BINS), dtype=np.float32)
+    kde[0] = _binned_gaussians(z, sigma)
+    kde[1] = _binned_gaussians(z, np.hypot(sigma, WIDE_KERNEL_MM))
+    return kde
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeakFinder:
+    """Settings of :func:`find_vertices` (the pv-finder peak finder).
+
+    A peak is a run of consecutive bins with value >= ``threshold``; it is kept when it spans at least
+    ``min_width`` bins and its integral (sum of values x bin width, in value*mm) is >= ``integral_threshold``;
+    its position is the value-weighted mean z of its bins.
+    """
+
+    threshold: float
+    integral_threshold: float = 0.0
+    min_width: int = 1
+
+    def __call__(self, values: npt.ArrayLike) -> FloatArray:
+        """Vertex z positions (mm, ascending) found in one event's ``values`` [4000]."""
+        return find_vertices(
+            values,
+            threshold=self.threshold,
+            integral_threshold=self.integral_threshold,
+            min_width=self.min_width,
+        )
+
+
+def peak_candidates(
+    values: npt.ArrayLike, threshold: float
+) -> tuple[npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64], FloatArray]:
+    """Every run of bins >= ``threshold`` in ``values`` [..., 4000], before the width and integral cuts.
+
+    Returns ``(event, z, width, integral)``, one entry per run: the flat index of the event (row of
+    ``values`` reshaped to [-1, 4000]), the value-weighted mean z (mm), the width (bins) and the integral
+    (sum of values x bin width). :func:`find_vertices` applies the cuts; scanning the cuts over many events
+    starts from here.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0 or array.shape[-1] != N_BINS:
+        raise ValueError(
+            f"pv_finder peak finder: expected values of shape (..., {N_BINS}), got {array.shape}"
+        )
+    rows = array.reshape(-1, N_BINS)
+    above = rows >= threshold  # NaN compares False
+    # One zero column after every event so that no run crosses from one event into the next.
+    flat_above = np.concatenate([above, np.zeros((rows.shape[0], 1), dtype=bool)], axis=1).ravel()
+    inside = np.concatenate([np.where(above, rows, 0.0), np.zeros((rows.shape[0], 1))], axis=1).ravel()
+    centers = np.concatenate([bin_centers(), [0.0]])
+    edges = np.diff(np.concatenate(([0], flat_above.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)  # exclusive
+    cum_weight = np.concatenate(([0.0], np.cumsum(inside)))
+    cum_moment = np.concatenate(([0.0], np.cumsum(inside * np.tile(centers, rows.shape[0]))))
+    weight = cum_weight[ends] - cum_weight[starts]
+    safe_weight = np.where(weight > 0, weight, 1.0)
+    z = np.where(weight > 0, (cum_moment[ends] - cum_moment[starts]) / safe_weight, np.nan)
+    event = starts // (N_BINS + 1)
+    return event.astype(np.int64), z, (ends - starts).astype(np.int64), weight * BIN_WIDTH_MM
+
+
+def find_vertices(
+    values: npt.ArrayLike, *, threshold: float, integral_threshold: float = 0.0, min_width: int = 1
+) -> FloatArray:
+    """Vertex z positions (mm, ascending) in one event's ``pv_prob`` (or raw KDE channel) [4000].
+
+    See :class:`PeakFinder` for the meaning of the settings. NaN bins count as below threshold.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (N_BINS,):
+        raise ValueError(f"pv_finder peak finder: expected values of shape ({N_BINS},), got {array.shape}")
+    if min_width < 1:
+        raise ValueError(f"pv_finder peak finder: min_width must be >= 1 bin, got {min_width}")
+    _, z, width, integral = peak_candidates(array, threshold)
+    keep = (width >= min_width) & (integral >= integral_threshold) & np.isfinite(z)
+    found: FloatArray = z[keep]
+    return found
