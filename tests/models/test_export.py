@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from hepsonic_models.export import (
     ExportError,
     check_onnx_against_spec,
@@ -18,7 +20,6 @@ from hepsonic_models.export import (
     write_model_card,
 )
 from hepsonic_models.specs import ModelSpec, TensorSpec
-from tritonclient.grpc import model_config_pb2
 
 SPEC = ModelSpec(
     name="toy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from hepsonic_client.physics.jets import build_tagger_inputs
 from hepsonic_models import jets
 from hepsonic_models.context import BuildContext
 from hepsonic_models.export import export_version, sha256_file
+from hepsonic_models.jets import __main__ as jets_cli
 from hepsonic_models.jets._generate import GeneratorSettings, _generate_chunk
 from hepsonic_models.jets._networks import ParticleNetLite, ParticleTransformerSmall, count_parameters
 from hepsonic_models.specs import SPECS
@@ -110,8 +112,36 @@ def test_smoke_build_generator_to_report(tmp_path: Path) -> None:
         assert f"hepsonic-build-models --smoke --only {name} --seed 7" in card
         for plot in ("roc.png", "mass_sculpting.png", "score.png", "loss.png", "README.md"):
             assert (ctx.reports / name / plot).stat().st_size > 0
+        # The card's plot links resolve from where the card lies.
+        links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card)
+        assert len(links) == 4
+        for link in links:
+            assert (model_dir / link).is_file(), link
     # One data set serves both taggers.
     assert len(list((ctx.workdir / "jets").glob("*.h5"))) == 1
+
+    # The report alone, from the served ONNX file: same card, byte for byte.
+    card_before = (ctx.repository / "part_small" / "MODEL_CARD.md").read_text()
+    (ctx.reports / "part_small" / "roc.png").unlink()
+    folders = [
+        "--workdir",
+        str(ctx.workdir),
+        "--repository",
+        str(ctx.repository),
+        "--reports",
+        str(ctx.reports),
+    ]
+    assert jets_cli.main(["report", "part_small", "--smoke", "--seed", "7", "--jobs", "2", *folders]) == 0
+    assert (ctx.reports / "part_small" / "roc.png").is_file()
+    assert (ctx.repository / "part_small" / "MODEL_CARD.md").read_text() == card_before
+
+
+def test_report_without_a_built_model_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["report", "particlenet_lite", "--repository", str(tmp_path), "--reports", str(tmp_path)]
+    assert jets_cli.main(args) == 1
+    assert "build the model first" in capsys.readouterr().err
 
 
 def test_generator_is_deterministic_for_a_seed() -> None:

@@ -1,0 +1,92 @@
+"""The conditional shower generator (served) and its critic (training only).
+
+The generator factorises a shower into three layer energies and three normalised cell patterns:
+``cells = E_layer x relu(pattern) / Σ relu(pattern)``. That keeps every output ≥ 0, allows exactly empty cells
+(sparsity), and lets the energy-conservation term act directly on the layer energies.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..calorimeter import CALOGAN_LAYERS
+
+__all__ = ["LATENT_DIM", "CaloGanCritic", "CaloGanGenerator", "condition", "critic_inputs"]
+
+LATENT_DIM = 64
+_CELLS = [spec.rows * spec.columns for spec in CALOGAN_LAYERS]
+
+
+def condition(energy_gev: torch.Tensor) -> torch.Tensor:
+    """The conditioning variable: log10(E / 10 GeV), in [-1, 1] over the 1-100 GeV range."""
+    return torch.log10(energy_gev / 10.0)
+
+
+class CaloGanGenerator(nn.Module):
+    """(z [B,64], energy [B,1] GeV) -> (layer_0 [B,3,96], layer_1 [B,12,12], layer_2 [B,12,6]) in GeV."""
+
+    def __init__(self, hidden: int = 256) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(LATENT_DIM + 1, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+        )
+        self.patterns = nn.ModuleList(nn.Linear(hidden, cells) for cells in _CELLS)
+        self.log_fractions = nn.Linear(hidden, len(_CELLS))
+        # Start near the typical longitudinal split (layer 1 dominates) so early steps learn shapes, not scale.
+        with torch.no_grad():
+            self.log_fractions.weight.mul_(0.1)
+            self.log_fractions.bias.copy_(torch.log(torch.tensor([0.25, 0.74, 0.01])))
+
+    def forward(
+        self, z: torch.Tensor, energy: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden = self.trunk(torch.cat([z, condition(energy)], dim=1))
+        # Layer energies relative to the incident energy, bounded to (0, e^1) of it: a wild latent cannot
+        # produce an unphysical shower.
+        layer_energy = energy * torch.exp(torch.clamp(self.log_fractions(hidden), -12.0, 1.0))
+        outputs = []
+        for index, (spec, head) in enumerate(zip(CALOGAN_LAYERS, self.patterns, strict=True)):
+            pattern = torch.relu(head(hidden))
+            pattern = pattern / (pattern.sum(dim=1, keepdim=True) + 1e-6)
+            cells = pattern * layer_energy[:, index : index + 1]
+            outputs.append(cells.reshape(-1, spec.rows, spec.columns))
+        return outputs[0], outputs[1], outputs[2]
+
+
+def critic_inputs(
+    layers: tuple[torch.Tensor, torch.Tensor, torch.Tensor], energy_gev: torch.Tensor
+) -> torch.Tensor:
+    """What the critic sees: per-layer normalised patterns (sqrt-compressed), log layer fractions, log E."""
+    parts = []
+    log_fractions = []
+    for layer in layers:
+        flat = layer.reshape(layer.shape[0], -1)
+        total = flat.sum(dim=1, keepdim=True)
+        parts.append(torch.sqrt(flat / (total + 1e-6) + 1e-8))
+        log_fractions.append(torch.log(total / energy_gev + 1e-6))
+    return torch.cat([*parts, torch.cat(log_fractions, dim=1), condition(energy_gev)], dim=1)
+
+
+class CaloGanCritic(nn.Module):
+    """WGAN critic on :func:`critic_inputs` (no normalisation layers: the gradient penalty needs per-sample grads)."""
+
+    def __init__(self, hidden: int = 256) -> None:
+        super().__init__()
+        width = sum(_CELLS) + len(_CELLS) + 1
+        self.net = nn.Sequential(
+            nn.Linear(width, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden // 2),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden // 2, 1),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        score: torch.Tensor = self.net(features).squeeze(1)
+        return score

@@ -1,0 +1,361 @@
+"""One tagger build: data -> inputs -> training -> baseline -> export -> report and model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from hepsonic_client.physics.jets import build_tagger_inputs
+
+from ..context import BuildContext
+from ..export import export_version, sha256_file, write_model_card
+from ..specs import SPECS
+from ._evaluate import fit_mass_tau32_baseline, summarise_roc, tau32_of
+from ._generate import GeneratorSettings, JetSample, generate_jets, load_jets
+from ._networks import ParticleNetLite, ParticleTransformerSmall, count_parameters
+from ._report import (
+    TARGET_AUC,
+    TARGET_REJECTION,
+    TaggerValidation,
+    format_rejection,
+    plot_validation,
+    verdict,
+)
+from ._train import TrainingSettings, train_tagger
+
+__all__ = ["TAGGER_NAMES", "build_tagger", "report_tagger"]
+
+#: Training history and export facts left by the build for the report.
+_RECORD = "training.json"
+TAGGER_NAMES = ("particlenet_lite", "part_small")
+_TRAIN_FRACTION = 0.55
+_VALIDATION_FRACTION = 0.10  # the rest (35%) is the test set, used only for the final numbers
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    generator: GeneratorSettings
+    training: TrainingSettings
+
+
+def _recipe(name: str, ctx: BuildContext) -> _Recipe:
+    if ctx.smoke:
+        generator = GeneratorSettings(n_jets_per_class=40, jets_per_chunk=40, seed=ctx.seed)
+        training = TrainingSettings(epochs=1, batch_size=16, learning_rate=1e-3, seed=ctx.seed, max_steps=3)
+    else:
+        generator = GeneratorSettings(n_jets_per_class=30_000, jets_per_chunk=1500, seed=ctx.seed)
+        if name == "particlenet_lite":
+            training = TrainingSettings(epochs=3, batch_size=256, learning_rate=3e-3, seed=ctx.seed)
+        else:
+            training = TrainingSettings(epochs=2, batch_size=128, learning_rate=1e-3, seed=ctx.seed)
+    return _Recipe(generator, training)
+
+
+def _network(name: str) -> nn.Module:
+    if name == "particlenet_lite":
+        return ParticleNetLite()
+    if name == "part_small":
+        return ParticleTransformerSmall()
+    raise ValueError(f"hepsonic_models.jets builds particlenet_lite and part_small, not {name!r}")
+
+
+def _split(
+    n_jets: int, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    order = np.random.default_rng(seed).permutation(n_jets)
+    n_train = int(_TRAIN_FRACTION * n_jets)
+    n_validation = int(_VALIDATION_FRACTION * n_jets)
+    return order[:n_train], order[n_train : n_train + n_validation], order[n_train + n_validation :]
+
+
+def _inputs(sample: JetSample) -> dict[str, npt.NDArray[np.float32]]:
+    return build_tagger_inputs(sample.constituents, jet_p4=sample.jet_p4)
+
+
+def _export_example(
+    name: str, inputs: dict[str, npt.NDArray[np.float32]]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """A few real jets plus a jet with a single constituent (mostly padding) for the parity check."""
+    spec = SPECS[name]
+    example = {t.name: inputs[t.name][:15].copy() for t in spec.inputs}
+    sparse = {t.name: inputs[t.name][:1].copy() for t in spec.inputs}
+    for tensor in sparse.values():
+        tensor[..., 1:] = 0.0
+    return {key: np.concatenate([example[key], sparse[key]]) for key in example}
+
+
+def _check_name(name: str) -> None:
+    if name not in TAGGER_NAMES:
+        raise ValueError(f"hepsonic_models.jets builds particlenet_lite and part_small, not {name!r}")
+
+
+@dataclass(frozen=True)
+class _Data:
+    validation: JetSample
+    test: JetSample
+    train: JetSample
+    n_split: tuple[int, int, int]
+    generation_seconds: float
+
+
+def _data(recipe: _Recipe, ctx: BuildContext) -> _Data:
+    mode = "smoke" if ctx.smoke else "full"
+    path = ctx.workdir / "jets" / f"jets_{mode}_seed{ctx.seed}_n{recipe.generator.n_jets_per_class}.h5"
+    start = time.perf_counter()
+    generate_jets(recipe.generator, path, jobs=ctx.jobs)
+    seconds = time.perf_counter() - start
+    sample = load_jets(path)
+    train_index, validation_index, test_index = _split(len(sample), ctx.seed)
+    return _Data(
+        validation=sample.take(validation_index),
+        test=sample.take(test_index),
+        train=sample.take(train_index),
+        n_split=(len(train_index), len(validation_index), len(test_index)),
+        generation_seconds=seconds,
+    )
+
+
+def build_tagger(name: str, ctx: BuildContext) -> None:
+    """Build ``name`` (see :func:`hepsonic_models.jets.build`): data, training, export, then the report."""
+    _check_name(name)
+    started = time.perf_counter()
+    recipe = _recipe(name, ctx)
+    torch.set_num_threads(max(1, ctx.jobs))
+    data = _data(recipe, ctx)
+    spec = SPECS[name]
+    names = tuple(t.name for t in spec.inputs)
+    validation_inputs = _inputs(data.validation)
+
+    torch.manual_seed(ctx.seed)
+    result = train_tagger(
+        _network(name),
+        names,
+        (_inputs(data.train), data.train.label),
+        (validation_inputs, data.validation.label),
+        recipe.training,
+        description=name,
+    )
+    # The parity example comes from validation jets: the test jets are touched only by the report.
+    info = export_version(spec, result.network, 1, ctx.repository, _export_example(name, validation_inputs))
+    record = {
+        "train_loss": result.train_loss,
+        "validation_loss": result.validation_loss,
+        "best_epoch": result.best_epoch,
+        "training_seconds": result.seconds,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "generation_seconds": data.generation_seconds,
+        "build_seconds": time.perf_counter() - started,
+        "parameters": count_parameters(result.network),
+        "onnx_sha256": info.sha256,
+        "onnx_opset": info.opset,
+        "onnx_max_abs_diff": info.max_abs_diff,
+    }
+    folder = ctx.reports / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    report_tagger(name, ctx)
+
+
+def _onnx_top_probability(
+    path: Path, name: str, inputs: dict[str, npt.NDArray[np.float32]], threads: int
+) -> npt.NDArray[np.float32]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    spec = SPECS[name]
+    n_jets = len(inputs["pf_mask"])
+    scores = []
+    for start in range(0, n_jets, spec.max_batch_size):
+        feeds = {t.name: inputs[t.name][start : start + spec.max_batch_size] for t in spec.inputs}
+        (softmax,) = session.run(["softmax"], feeds)
+        scores.append(np.asarray(softmax)[:, 0])
+    result: npt.NDArray[np.float32] = np.concatenate(scores).astype(np.float32)
+    return result
+
+
+def report_tagger(name: str, ctx: BuildContext) -> Path:
+    """Validate the served ``<repository>/<name>/1/model.onnx`` on the test jets; write report and card.
+
+    Scores come from onnxruntime on the exported file (what Triton serves), the baseline's mass window from
+    the validation jets. Needs the training record the build left in ``<reports>/<name>/``. Returns the
+    report's path.
+    """
+    _check_name(name)
+    folder = ctx.reports / name
+    record_path = folder / _RECORD
+    onnx_path = ctx.repository / name / "1" / "model.onnx"
+    for required in (record_path, onnx_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"model {name!r}: {required} is missing; build the model first")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    recipe = _recipe(name, ctx)
+    data = _data(recipe, ctx)
+    score = _onnx_top_probability(onnx_path, name, _inputs(data.test), max(1, ctx.jobs))
+    test, validation = data.test, data.validation
+    baseline_cuts = fit_mass_tau32_baseline(validation.label, validation.jet_mass, validation.tau)
+    summary, plots = plot_validation(
+        name,
+        folder,
+        labels=test.label,
+        score=score,
+        mass=test.jet_mass,
+        network=summarise_roc(test.label, score),
+        baseline=summarise_roc(test.label, baseline_cuts.score(test.jet_mass, tau32_of(test.tau))),
+        baseline_cuts=baseline_cuts,
+        train_loss=record["train_loss"],
+        validation_loss=record["validation_loss"],
+    )
+    sha256 = sha256_file(onnx_path)
+    if sha256 != record["onnx_sha256"]:
+        raise RuntimeError(
+            f"model {name!r}: {onnx_path} (sha256 {sha256}) is not the file the build exported "
+            f"({record['onnx_sha256']}); rebuild the model"
+        )
+    common: dict[str, Any] = {
+        "name": name,
+        "ctx": ctx,
+        "recipe": recipe,
+        "record": record,
+        "validation": summary,
+        "n_split": data.n_split,
+    }
+    # The card next to the ONNX file links the plots in the reports folder; the report links them locally.
+    card_to_report = Path(os.path.relpath(folder.resolve(), (ctx.repository / name).resolve()))
+    write_model_card(
+        ctx.repository, name, _card(**common, plots=[(card_to_report / p.name).as_posix() for p in plots])
+    )
+    report = folder / "README.md"
+    report.write_text(_card(**common, plots=[p.name for p in plots]), encoding="utf-8")
+    return report
+
+
+def _card(
+    *,
+    name: str,
+    ctx: BuildContext,
+    recipe: _Recipe,
+    record: dict[str, Any],
+    validation: TaggerValidation,
+    n_split: tuple[int, int, int],
+    plots: list[str],
+) -> str:
+    network, baseline = validation.network, validation.baseline
+    title = {"particlenet_lite": "ParticleNet-Lite", "part_small": "ParT-small"}[name]
+    smoke_warning = (
+        "\n> **SMOKE BUILD**: tiny data set and a few optimiser steps, made to exercise the pipeline. "
+        "These weights are NOT a physics model; rebuild without `--smoke`.\n"
+        if ctx.smoke
+        else ""
+    )
+    auc_met = network.auc >= TARGET_AUC
+    rejection_met = network.rejection_at_30 >= TARGET_REJECTION
+    enough_jets = n_split[2] >= 20_000
+    generator = recipe.generator
+    lines = [
+        f"# {name}: {title} top-quark tagger",
+        smoke_warning,
+        (
+            "Boosted hadronic top-quark jets vs QCD jets, served by Triton as `softmax` = (P(top), P(QCD)). "
+            "Inputs built by `hepsonic_client.physics.jets.build_tagger_inputs` (the same function a "
+            "reconstruction job uses); interface in `models/hepsonic_models/specs.py`."
+        ),
+        "",
+        "## How these weights were made",
+        "",
+        "Rebuild (deterministic for the seed; data cached in `--workdir`):",
+        "",
+        "```",
+        f"hepsonic-build-models {'--smoke ' if ctx.smoke else ''}--only {name} --seed {ctx.seed} --jobs {ctx.jobs}",
+        "# the report alone, from the served ONNX file and the cached test jets:",
+        f"python -m hepsonic_models.jets report {name} {'--smoke ' if ctx.smoke else ''}--seed {ctx.seed}",
+        "```",
+        "",
+        (
+            f"- Architecture: {title}, {record['parameters']:,} trainable parameters "
+            f"({'k = 7, EdgeConv (32,32,32) -> (64,64,64), mean pool, FC 128, dropout 0.1' if name == 'particlenet_lite' else 'd = 64, 4 heads, 3 particle-attention + 1 class-attention blocks, pair features 4->32->32->4'})."
+        ),
+        (
+            f"- Generator: Pythia 8.317 (pythia8mc), pp at {generator.sqrt_s_gev / 1000:.0f} TeV; signal "
+            "`Top:gg2ttbar`, `Top:qqbar2ttbar` with W -> q q' only; background `HardQCD:all`; "
+            f"pT-hat > {generator.pt_hat_min:.0f} GeV; MPI {'on' if generator.mpi else 'off'}, no pile-up, "
+            "no detector simulation."
+        ),
+        (
+            f"- Jets: visible final-state particles with |η| < {generator.particle_eta_max}, anti-kT "
+            f"R = {generator.jet_radius} (FastJet 3.5); pT in [{generator.jet_pt_min:.0f}, {generator.jet_pt_max:.0f}] "
+            f"GeV, |η| < {generator.jet_eta_max}; top label = top and its b, q, q' within ΔR < "
+            f"{generator.match_radius} of the jet axis; leading 64 constituents by pT, zero-padded."
+        ),
+        (
+            f"- Data: {generator.n_jets_per_class:,} jets per class, master seed {ctx.seed} (Pythia seed per "
+            f"chunk of {generator.jets_per_chunk} jets derived from it), generated in {record['generation_seconds']:.0f} s "
+            f"(0 s = reused from the cache) on {ctx.jobs} processes."
+        ),
+        (
+            f"- Split (random, seed {ctx.seed}): {n_split[0]:,} training / {n_split[1]:,} validation / "
+            f"{n_split[2]:,} test jets. The best epoch and the baseline's mass window are chosen on the "
+            "validation jets; the test jets are used only for the numbers below."
+        ),
+        (
+            f"- Training: AdamW (weight decay {recipe.training.weight_decay}), one-cycle LR max "
+            f"{recipe.training.learning_rate}, batch {recipe.training.batch_size}, {len(record['train_loss'])} "
+            f"epoch(s){f' capped at {recipe.training.max_steps} steps' if recipe.training.max_steps else ''}, "
+            f"best epoch {record['best_epoch']}, torch seed {ctx.seed}; {record['training_seconds']:.0f} s on "
+            f"{record['threads']} CPU thread(s) ({record['cpu']}, shared machine)."
+        ),
+        f"- Whole build (generation, training, export): {record['build_seconds']:.0f} s.",
+        (
+            f"- Export: ONNX opset {record['onnx_opset']}, `1/model.onnx` sha256 `{record['onnx_sha256']}`; "
+            f"onnxruntime vs PyTorch max |diff| {record['onnx_max_abs_diff']:.2e} on validation jets and a "
+            "one-constituent (padded) jet. The numbers below are computed with onnxruntime on this file."
+        ),
+        "",
+        "## Validation on the test jets",
+        "",
+        "| metric | this model | mass + τ32 baseline | target | status |",
+        "|---|---|---|---|---|",
+        f"| AUC | {network.auc:.4f} | {baseline.auc:.4f} | >= {TARGET_AUC} | {verdict(auc_met)} |",
+        (
+            f"| 1/ε_B at ε_S = 30% | {format_rejection(network)} | {format_rejection(baseline)} | >= "
+            f"{TARGET_REJECTION:.0f} | {verdict(rejection_met)} |"
+        ),
+        (
+            f"| test jets (top / QCD) | {network.n_signal:,} / {network.n_background:,} | same jets | >= 20,000 "
+            f"| {verdict(enough_jets)} |"
+        ),
+        (
+            f"| QCD mass sculpting, JSD(passing at ε_S = 50%, all) | {validation.mass_sculpting_jsd:.3f} | | small "
+            "| see plot |"
+        ),
+        "",
+        (
+            f"Baseline: jet mass in [{validation.baseline_cuts.mass_low:.0f}, "
+            f"{validation.baseline_cuts.mass_high:.0f}] GeV (window chosen on the validation jets) and a cut "
+            "on τ32 = τ3/τ2 (N-subjettiness, β = 1, R0 = 0.8, one-pass kT axes, all constituents)."
+        ),
+        "Reference (MODELS.md, published on 1.2M Delphes jets): ParticleNet-Lite AUC 0.9844, 1/ε_B(30%) 1262.",
+        "",
+        "## Plots",
+        "",
+        *[f"![{Path(plot).stem}]({plot})" for plot in plots],
+        "",
+        "## Settings (machine-readable)",
+        "",
+        "```",
+        f"generator: {asdict(generator)}",
+        f"training: {asdict(recipe.training)}",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""Validation plots (PNG) and the Markdown report / model card of a jet tagger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+
+from ._evaluate import MassTau32Baseline, RocSummary, jensen_shannon
+
+__all__ = ["TaggerValidation", "plot_validation"]
+
+TARGET_AUC = 0.97
+TARGET_REJECTION = 200.0
+
+_MASS_BINS = np.linspace(0.0, 300.0, 31)
+
+
+@dataclass(frozen=True)
+class TaggerValidation:
+    """Everything measured on the test jets."""
+
+    network: RocSummary
+    baseline: RocSummary
+    baseline_cuts: MassTau32Baseline
+    #: Jensen-Shannon divergence of the QCD mass spectrum after / before a cut at ε_S = 50%.
+    mass_sculpting_jsd: float
+
+
+def _rejection_curve(
+    summary: RocSummary, lowest_threshold: float = -np.inf
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    keep = (
+        (summary.background_efficiency > 0)
+        & (summary.signal_efficiency > 0)
+        & (summary.thresholds > lowest_threshold)
+    )
+    return summary.signal_efficiency[keep], 1.0 / summary.background_efficiency[keep]
+
+
+def plot_validation(
+    name: str,
+    folder: Path,
+    *,
+    labels: npt.NDArray[np.int8],
+    score: npt.NDArray[np.float32],
+    mass: npt.NDArray[np.float32],
+    network: RocSummary,
+    baseline: RocSummary,
+    baseline_cuts: MassTau32Baseline,
+    train_loss: list[float],
+    validation_loss: list[float],
+) -> tuple[TaggerValidation, list[Path]]:
+    """Write the ROC, score, mass-sculpting and loss plots; return the summary and the PNG paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for summary, label in (
+        (network, f"{name} (AUC {network.auc:.4f})"),
+        (
+            baseline,
+            (
+                f"mass [{baseline_cuts.mass_low:.0f}, {baseline_cuts.mass_high:.0f}] GeV + τ32 "
+                f"(AUC {baseline.auc:.4f})"
+            ),
+        ),
+    ):
+        # The baseline's curve ends where the mass window's efficiency ends.
+        lowest = MassTau32Baseline.OUTSIDE_WINDOW if summary is baseline else -np.inf
+        x, y = _rejection_curve(summary, lowest)
+        ax.plot(x, y, label=label)
+    ax.axvline(0.3, color="grey", linestyle=":", linewidth=1)
+    ax.axhline(
+        TARGET_REJECTION, color="red", linestyle="--", linewidth=1, label="target 1/ε_B = 200 at ε_S = 30%"
+    )
+    ax.set(yscale="log", xlabel="top-jet efficiency ε_S", ylabel="QCD rejection 1/ε_B", xlim=(0, 1))
+    ax.set_title(f"{name}: {network.n_signal} top / {network.n_background} QCD test jets", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(folder / "roc.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    bins = np.linspace(0, 1, 41).tolist()
+    ax.hist(score[labels == 1], bins=bins, histtype="step", density=True, label="top")
+    ax.hist(score[labels == 0], bins=bins, histtype="step", density=True, label="QCD")
+    ax.set(yscale="log", xlabel="P(top)", ylabel="density")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(folder / "score.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    # Mass sculpting: QCD mass spectrum before and after cuts at fixed signal efficiencies.
+    qcd = labels == 0
+    inclusive, _ = np.histogram(mass[qcd], bins=_MASS_BINS)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.stairs(inclusive / max(1, inclusive.sum()), _MASS_BINS, label="QCD, all", color="black")
+    jsd = float("nan")
+    for efficiency in (0.8, 0.5, 0.3):
+        threshold = float(np.quantile(score[labels == 1], 1 - efficiency))
+        passed, _ = np.histogram(mass[qcd & (score >= threshold)], bins=_MASS_BINS)
+        if efficiency == 0.5:
+            jsd = jensen_shannon(passed, inclusive)
+        ax.stairs(
+            passed / max(1, passed.sum()),
+            _MASS_BINS,
+            label=f"QCD passing, ε_S = {efficiency:.0%} ({passed.sum()} jets)",
+        )
+    ax.set(xlabel="jet mass [GeV]", ylabel="fraction of jets")
+    ax.set_title(f"{name}: QCD mass sculpting (JSD at ε_S = 50%: {jsd:.3f})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(folder / "mass_sculpting.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    epochs = np.arange(1, len(train_loss) + 1)
+    ax.plot(epochs, train_loss, marker="o", label="training")
+    ax.plot(epochs, validation_loss, marker="o", label="validation")
+    ax.set(xlabel="epoch", ylabel="cross-entropy")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(folder / "loss.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    return TaggerValidation(network, baseline, baseline_cuts, jsd), paths
+
+
+def format_rejection(summary: RocSummary) -> str:
+    """1/ε_B at 30% as text (a lower bound when no background jet passes)."""
+    if np.isinf(summary.rejection_at_30):
+        return f"> {summary.rejection_lower_bound:.0f} (no QCD jet passes)"
+    return f"{summary.rejection_at_30:.1f}"
+
+
+def verdict(passed: bool) -> str:
+    """Target column text."""
+    return "met" if passed else "**NOT met**"

@@ -1,0 +1,370 @@
+"""Bunch crossings for the PV finder: Pythia 8 minimum bias, beam spot, VELO-like acceptance and resolution.
+
+Two steps, both deterministic for a seed and cached as HDF5 in the work directory:
+
+1. :func:`generate_collisions`: Pythia 8 ``SoftQCD:inelastic`` collisions at the origin, keeping the charged
+   final-state particles in the acceptance (2 < eta < 5, p > 0.1 GeV). Chunks of collisions run in parallel
+   processes; every chunk has its own Pythia seed, so the result does not depend on the number of processes.
+2. :func:`simulate_crossings`: N_PV ~ Poisson(mean) collisions per crossing, each moved to a vertex drawn from
+   the beam spot; a few % of tracks lost; each track's z of closest approach to the beam line smeared with
+   sigma_z = sigma_IP / sin(theta), sigma_IP = a + b / pT; then the KDE of
+   :func:`hepsonic_client.physics.vertices.build_kde`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from hepsonic_client.physics.vertices import N_BINS, Z_MAX_MM, Z_MIN_MM, build_kde
+
+__all__ = [
+    "CollisionSample",
+    "CrossingSample",
+    "GeneratorSettings",
+    "generate_collisions",
+    "ideal_vertex_efficiency",
+    "reconstruct_tracks",
+    "simulate_crossings",
+]
+
+_PYTHIA_MAX_SEED = 900_000_000
+_COLLISIONS_PER_CHUNK = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorSettings:
+    """Physics settings of the crossings (MODELS.md section 3)."""
+
+    ecm_gev: float = 13600.0
+    mean_pvs: float = 7.6
+    #: Beam spot in histogram coordinates (mm).
+    beam_z_mean_mm: float = 100.0
+    beam_z_sigma_mm: float = 63.0
+    beam_xy_sigma_mm: float = 0.055
+    eta_min: float = 2.0
+    eta_max: float = 5.0
+    p_min_gev: float = 0.1
+    #: sigma_IP = ip_constant_mm + ip_over_pt_mm_gev / pT[GeV].
+    ip_constant_mm: float = 0.012
+    ip_over_pt_mm_gev: float = 0.023
+    track_efficiency: float = 0.97
+
+    def key(self) -> str:
+        """Short stable hash of the settings (part of cache file names)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class CollisionSample:
+    """Accepted charged particles of many collisions, concatenated (momenta in GeV)."""
+
+    px: npt.NDArray[np.float32]
+    py: npt.NDArray[np.float32]
+    pz: npt.NDArray[np.float32]
+    #: Particles of collision i are [offsets[i], offsets[i+1]).
+    offsets: npt.NDArray[np.int64]
+
+    @property
+    def n_collisions(self) -> int:
+        return int(self.offsets.size - 1)
+
+
+@dataclass(frozen=True)
+class CrossingSample:
+    """Bunch crossings: model inputs and the truth to score them."""
+
+    kde: npt.NDArray[np.float32]  # [N, 2, 4000]
+    pv_z: npt.NDArray[np.float64]  # true vertex z (mm, histogram coordinates), all crossings concatenated
+    pv_ntracks: npt.NDArray[np.int64]  # reconstructed tracks of each true vertex
+    pv_offsets: npt.NDArray[np.int64]  # vertices of crossing i are [pv_offsets[i], pv_offsets[i+1])
+    track_z: npt.NDArray[np.float32]  # reconstructed z of closest approach (mm)
+    track_sigma_z: npt.NDArray[np.float32]
+    track_offsets: npt.NDArray[np.int64]
+    #: Wall time the generation took when the sample was made (also when it is read back from the cache).
+    generation_s: float = 0.0
+
+    @property
+    def n_crossings(self) -> int:
+        return int(self.kde.shape[0])
+
+    def vertices(self, crossing: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """True vertex z and track counts of one crossing."""
+        lo, hi = self.pv_offsets[crossing], self.pv_offsets[crossing + 1]
+        return self.pv_z[lo:hi], self.pv_ntracks[lo:hi]
+
+
+def _pythia(settings: GeneratorSettings, seed: int, mpi_init_file: Path) -> Any:
+    import pythia8mc  # noqa: PLC0415 (heavy; only generator processes need it)
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in (
+        f"Beams:eCM = {settings.ecm_gev}",
+        "SoftQCD:inelastic = on",
+        "Random:setSeed = on",
+        f"Random:seed = {seed}",
+        "Next:numberCount = 0",
+        "Print:quiet = on",
+        # The multiparton-interaction initialisation takes ~8 s; it is computed once and reused from a file.
+        "MultipartonInteractions:reuseInit = 3",
+        f"MultipartonInteractions:initFile = {mpi_init_file}",
+    ):
+        pythia.readString(line)
+    if not pythia.init():
+        msg = f"pv_finder generator: Pythia initialisation failed (seed {seed})"
+        raise RuntimeError(msg)
+    return pythia
+
+
+def _generate_chunk(
+    args: tuple[GeneratorSettings, int, int, Path],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    settings, seed, n_collisions, mpi_init_file = args
+    pythia = _pythia(settings, seed, mpi_init_file)
+    momenta: list[npt.NDArray[np.float32]] = []
+    counts = np.zeros(n_collisions, dtype=np.int64)
+    done = 0
+    while done < n_collisions:
+        if not pythia.next():
+            continue
+        p = np.array(
+            [(q.px(), q.py(), q.pz()) for q in pythia.event if q.isFinal() and q.isCharged()],
+            dtype=np.float64,
+        ).reshape(-1, 3)
+        pt = np.hypot(p[:, 0], p[:, 1])
+        eta = np.arcsinh(np.divide(p[:, 2], pt, out=np.zeros_like(pt), where=pt > 0))
+        keep = (pt > 0) & (eta > settings.eta_min) & (eta < settings.eta_max)
+        keep &= np.linalg.norm(p, axis=1) > settings.p_min_gev
+        momenta.append(p[keep].astype(np.float32))
+        counts[done] = int(keep.sum())
+        done += 1
+    return np.concatenate(momenta) if momenta else np.empty((0, 3), np.float32), counts
+
+
+def _chunk_seed(seed: int, stream: int, chunk: int) -> int:
+    digest = hashlib.sha256(f"pv_finder/{seed}/{stream}/{chunk}".encode()).digest()
+    return 1 + int.from_bytes(digest[:8], "little") % (_PYTHIA_MAX_SEED - 1)
+
+
+def generate_collisions(
+    settings: GeneratorSettings,
+    n_collisions: int,
+    *,
+    seed: int,
+    stream: int,
+    workdir: Path,
+    jobs: int,
+    desc: str = "pythia",
+) -> CollisionSample:
+    """``n_collisions`` minimum-bias collisions of random stream ``stream`` (train/val/test use different ones).
+
+    Cached in ``workdir`` as HDF5 (``px``, ``py``, ``pz``, ``offsets``).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"collisions_{settings.key()}_s{seed}_r{stream}_n{n_collisions}.h5"
+    if path.is_file():
+        with h5py.File(path, "r") as f:
+            return CollisionSample(f["px"][:], f["py"][:], f["pz"][:], f["offsets"][:])
+    mpi_init_file = workdir / f"pythia_mpi_init_{int(settings.ecm_gev)}.cmnd"
+    if not mpi_init_file.is_file():
+        # Made once, in this process, before the workers start, so they all read the same file.
+        _pythia(settings, 1, mpi_init_file)
+    sizes = [
+        min(_COLLISIONS_PER_CHUNK, n_collisions - start)
+        for start in range(0, n_collisions, _COLLISIONS_PER_CHUNK)
+    ]
+    tasks = [(settings, _chunk_seed(seed, stream, i), size, mpi_init_file) for i, size in enumerate(sizes)]
+    results: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = []
+    with tqdm(total=n_collisions, desc=desc, unit="coll", leave=False) as bar:
+        if jobs > 1 and len(tasks) > 1:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+                for result in pool.imap(_generate_chunk, tasks):
+                    results.append(result)
+                    bar.update(result[1].size)
+        else:
+            for task in tasks:
+                results.append(_generate_chunk(task))
+                bar.update(task[2])
+    momenta = np.concatenate([r[0] for r in results])
+    counts = np.concatenate([r[1] for r in results])
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    sample = CollisionSample(momenta[:, 0].copy(), momenta[:, 1].copy(), momenta[:, 2].copy(), offsets)
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as f:
+        for name in ("px", "py", "pz", "offsets"):
+            f.create_dataset(name, data=getattr(sample, name))
+        f.attrs["settings"] = json.dumps(asdict(settings))
+        f.attrs["seed"] = seed
+        f.attrs["stream"] = stream
+    tmp.replace(path)
+    return sample
+
+
+def _truncated_normal(
+    rng: np.random.Generator, mean: float, sigma: float, size: int, lo: float, hi: float
+) -> npt.NDArray[np.float64]:
+    values = rng.normal(mean, sigma, size)
+    bad = (values < lo) | (values > hi)
+    while bad.any():
+        values[bad] = rng.normal(mean, sigma, int(bad.sum()))
+        bad = (values < lo) | (values > hi)
+    return values
+
+
+def reconstruct_tracks(
+    settings: GeneratorSettings,
+    collisions: CollisionSample,
+    pv_x: npt.NDArray[np.float64],
+    pv_y: npt.NDArray[np.float64],
+    pv_z: npt.NDArray[np.float64],
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Detector response: collision i placed at (pv_x[i], pv_y[i], pv_z[i]) -> reconstructed tracks.
+
+    Returns, per reconstructed track, the index of its collision, its measured z of closest approach to the
+    beam line and its sigma_z (mm).
+    """
+    pv_of_track = np.repeat(np.arange(collisions.n_collisions), np.diff(collisions.offsets))
+    found = rng.random(pv_of_track.size) < settings.track_efficiency
+    px = collisions.px[found].astype(np.float64)
+    py = collisions.py[found].astype(np.float64)
+    pz = collisions.pz[found].astype(np.float64)
+    pv_of_track = pv_of_track[found]
+    pt = np.hypot(px, py)
+    sin_theta = pt / np.sqrt(pt**2 + pz**2)
+    # The z of closest approach to the beam line (x = y = 0), exact for a straight track: a vertex off the
+    # beam line shifts it by r0 cos(dphi) / tan(theta).
+    tx, ty = px / pz, py / pz
+    x0, y0, z0 = pv_x[pv_of_track], pv_y[pv_of_track], pv_z[pv_of_track]
+    z_poca = z0 - (x0 * tx + y0 * ty) / (tx**2 + ty**2)
+    sigma_ip = settings.ip_constant_mm + settings.ip_over_pt_mm_gev / pt
+    sigma_z = sigma_ip / sin_theta
+    track_z = z_poca + rng.normal(0.0, 1.0, pt.size) * sigma_z
+    return pv_of_track, track_z, sigma_z
+
+
+def ideal_vertex_efficiency(
+    settings: GeneratorSettings,
+    collisions: CollisionSample,
+    *,
+    seed: int,
+    max_dz: float = 0.5,
+    min_tracks: int = 5,
+) -> tuple[float, float]:
+    """Resolution ceiling of any finder: truth-assisted vertices from perfectly associated tracks.
+
+    Each collision is placed in the beam spot and reconstructed; its vertex is the inverse-variance mean
+    (1 / sigma_z^2) of its own tracks' z. Returns the fraction of vertices with >= ``min_tracks`` tracks
+    that land within ``max_dz`` of the truth, and their median |dz| (mm).
+    """
+    rng = np.random.default_rng([seed, 0xCE11])
+    n = collisions.n_collisions
+    pv_x = rng.normal(0.0, settings.beam_xy_sigma_mm, n)
+    pv_y = rng.normal(0.0, settings.beam_xy_sigma_mm, n)
+    pv_z = np.zeros(n)
+    pv_of_track, track_z, sigma_z = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
+    weight = 1.0 / sigma_z**2
+    total = np.bincount(pv_of_track, weights=weight, minlength=n)
+    mean = np.bincount(pv_of_track, weights=weight * track_z, minlength=n) / np.where(total > 0, total, 1.0)
+    counted = np.bincount(pv_of_track, minlength=n) >= min_tracks
+    error = np.abs(mean[counted])
+    if error.size == 0:
+        return float("nan"), float("nan")
+    return float(np.mean(error < max_dz)), float(np.median(error))
+
+
+def _kde_task(args: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+    return build_kde(args[0], args[1])
+
+
+def simulate_crossings(
+    settings: GeneratorSettings,
+    n_crossings: int,
+    *,
+    seed: int,
+    stream: int,
+    workdir: Path,
+    jobs: int,
+    desc: str = "crossings",
+) -> CrossingSample:
+    """``n_crossings`` bunch crossings of random stream ``stream``; cached in ``workdir`` as HDF5."""
+    path = workdir / f"crossings_{settings.key()}_s{seed}_r{stream}_n{n_crossings}.h5"
+    if path.is_file():
+        with h5py.File(path, "r") as f:
+            return CrossingSample(**{name: f[name][:] for name in f}, generation_s=float(f.attrs["seconds"]))
+    start = time.perf_counter()
+    rng = np.random.default_rng([seed, stream, 7919])
+    n_pvs = rng.poisson(settings.mean_pvs, n_crossings)
+    collisions = generate_collisions(
+        settings,
+        int(n_pvs.sum()),
+        seed=seed,
+        stream=stream,
+        workdir=workdir,
+        jobs=jobs,
+        desc=f"{desc}: pythia",
+    )
+    pv_offsets = np.concatenate(([0], np.cumsum(n_pvs))).astype(np.int64)
+    n_total = int(pv_offsets[-1])
+    # Vertices well inside the histogram so that every true vertex can be found.
+    pv_z = _truncated_normal(
+        rng, settings.beam_z_mean_mm, settings.beam_z_sigma_mm, n_total, Z_MIN_MM + 1, Z_MAX_MM - 1
+    )
+    pv_x = rng.normal(0.0, settings.beam_xy_sigma_mm, n_total)
+    pv_y = rng.normal(0.0, settings.beam_xy_sigma_mm, n_total)
+
+    pv_of_track, track_z, sigma_z = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
+    pv_ntracks = np.bincount(pv_of_track, minlength=n_total).astype(np.int64)
+
+    crossing_of_track = np.searchsorted(pv_offsets, pv_of_track, side="right") - 1
+    track_counts = np.bincount(crossing_of_track, minlength=n_crossings)
+    track_offsets = np.concatenate(([0], np.cumsum(track_counts))).astype(np.int64)
+    tasks = [
+        (
+            track_z[track_offsets[i] : track_offsets[i + 1]].astype(np.float32),
+            sigma_z[track_offsets[i] : track_offsets[i + 1]].astype(np.float32),
+        )
+        for i in range(n_crossings)
+    ]
+    kde = np.empty((n_crossings, 2, N_BINS), dtype=np.float32)
+    with tqdm(total=n_crossings, desc=f"{desc}: KDE", unit="xing", leave=False) as bar:
+        if jobs > 1 and n_crossings > 64:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for i, row in enumerate(pool.imap(_kde_task, tasks, chunksize=32)):
+                    kde[i] = row
+                    bar.update()
+        else:
+            for i, task in enumerate(tasks):
+                kde[i] = _kde_task(task)
+                bar.update()
+    sample = CrossingSample(
+        kde=kde,
+        pv_z=pv_z,
+        pv_ntracks=pv_ntracks,
+        pv_offsets=pv_offsets,
+        track_z=track_z.astype(np.float32),
+        track_sigma_z=sigma_z.astype(np.float32),
+        track_offsets=track_offsets,
+        generation_s=time.perf_counter() - start,
+    )
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as f:
+        for field in fields(sample):
+            if field.name != "generation_s":
+                f.create_dataset(field.name, data=getattr(sample, field.name))
+        f.attrs["seconds"] = sample.generation_s
+        f.attrs["settings"] = json.dumps(asdict(settings))
+        f.attrs["seed"] = seed
+        f.attrs["stream"] = stream
+    tmp.replace(path)
+    return sample

@@ -1,0 +1,90 @@
+"""Helpers shared by the validation reports and model cards: tables, figures, distribution distances.
+
+Figures use matplotlib's non-interactive Agg backend, so builds run headless.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import numpy.typing as npt
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+__all__ = [
+    "build_machine",
+    "git_revision",
+    "markdown_table",
+    "save_figure",
+    "separation_power",
+    "subplots",
+]
+
+
+def separation_power(reference: npt.ArrayLike, candidate: npt.ArrayLike, bins: int = 50) -> float:
+    """Triangular discriminator ½ Σ (p-q)²/(p+q) of two samples over common bins (0 = identical, 1 = disjoint).
+
+    Bin edges are the reference's 0.5% and 99.5% quantiles (outliers land in the edge bins), as in the
+    fast-calorimeter-simulation literature.
+    """
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    cand = np.asarray(candidate, dtype=np.float64).ravel()
+    low, high = np.quantile(ref, [0.005, 0.995])
+    if not high > low:
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1)
+    p = np.histogram(np.clip(ref, low, high), edges)[0].astype(np.float64)
+    q = np.histogram(np.clip(cand, low, high), edges)[0].astype(np.float64)
+    p /= max(p.sum(), 1.0)
+    q /= max(q.sum(), 1.0)
+    total = p + q
+    nonzero = total > 0
+    return float(0.5 * np.sum((p[nonzero] - q[nonzero]) ** 2 / total[nonzero]))
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Any, Any]:
+    """``plt.subplots`` with a figure size per panel."""
+    return plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Save a figure as PNG (tight layout, 110 dpi) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def git_revision() -> str:
+    """Short git revision of the working tree, or "unknown" outside a checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def build_machine() -> str:
+    """One line describing the machine a build ran on (for model cards)."""
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"{platform.machine()} {platform.system()}, {cores} usable cores, Python {platform.python_version()}"
+    )

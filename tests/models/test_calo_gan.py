@@ -1,0 +1,78 @@
+"""calo_gan: the parametrised CaloGAN calorimeter, latent sampling, the generator, metrics, smoke pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from hepsonic_client.physics.showers import LAYER_SHAPES, calo_gan_inputs, sample_latent
+from hepsonic_models.calo_gan import FEATURE_NAMES, CaloGanGenerator, shower_features
+from hepsonic_models.calorimeter import simulate_calogan_showers
+from hepsonic_models.report import separation_power
+
+
+def test_parametrised_showers_have_calogan_layout_and_conserve_energy() -> None:
+    showers = simulate_calogan_showers(np.full(300, 50.0), seed=1)
+    for key, shape in LAYER_SHAPES.items():
+        assert showers[key].shape == (300, *shape)
+        assert (showers[key] >= 0).all()
+    total = sum(showers[key].sum(axis=(1, 2)) for key in LAYER_SHAPES)
+    response = total / 50.0
+    assert response.mean() == pytest.approx(1.0, abs=0.03)
+    # Sampling term ~11%/sqrt(E): about 1.6% at 50 GeV.
+    assert 0.008 < response.std() < 0.03
+    again = simulate_calogan_showers(np.full(300, 50.0), seed=1)
+    np.testing.assert_array_equal(showers["layer_1"], again["layer_1"])
+
+
+def test_latent_sampling_is_reproducible_and_energy_checked() -> None:
+    np.testing.assert_array_equal(sample_latent(5, 3), sample_latent(5, 3))
+    assert not np.array_equal(sample_latent(5, 3), sample_latent(5, 3, stream=1))
+    inputs = calo_gan_inputs([1.0, 100.0], seed=0)
+    assert inputs["z"].shape == (2, 64)
+    assert inputs["energy"].dtype == np.float32
+    with pytest.raises(
+        ValueError, match=r"calo_gan: input 'energy' must be in \[1, 100\] GeV, got \[150.0\]"
+    ):
+        calo_gan_inputs([50.0, 150.0], seed=0)
+
+
+def test_generator_outputs_are_non_negative() -> None:
+    torch.manual_seed(0)
+    generator = CaloGanGenerator().eval()
+    inputs = calo_gan_inputs(np.linspace(1, 100, 8), seed=1)
+    with torch.no_grad():
+        layers = generator(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["energy"]))
+    for layer, (key, shape) in zip(layers, LAYER_SHAPES.items(), strict=True):
+        assert tuple(layer.shape[1:]) == shape, key
+        assert float(layer.min()) >= 0.0
+
+
+def test_separation_power_and_features() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=5000)
+    assert separation_power(a, a) == 0.0
+    assert separation_power(a, a + 100.0) > 0.97
+    assert 0.0 < separation_power(a, rng.normal(0.3, 1.0, 5000)) < 0.1
+    showers = simulate_calogan_showers(np.full(50, 20.0), seed=2)
+    features = shower_features(showers, showers["energy"])
+    assert features.shape == (50, len(FEATURE_NAMES))
+    np.testing.assert_allclose(features[:, 3:6].sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_smoke_pipeline_exports_served_generator(calo_smoke_build) -> None:
+    assert calo_smoke_build.exit_code == 0
+    model = calo_smoke_build.repository / "calo_gan" / "1" / "model.onnx"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, calo_gan_inputs([5.0, 50.0, 95.0], seed=4))
+    assert [o.shape for o in outputs] == [(3, 3, 96), (3, 12, 12), (3, 12, 6)]
+    assert min(float(o.min()) for o in outputs) >= 0.0
+    metrics = json.loads((calo_smoke_build.reports / "calo_gan" / "metrics.json").read_text())
+    assert set(metrics["separation"]) == {"spectrum", "10 GeV", "50 GeV", "90 GeV"}
+    assert metrics["speed_up"] > 0
+    for name in ("shower_shapes.png", "response.png", "mean_showers.png", "README.md"):
+        assert (calo_smoke_build.reports / "calo_gan" / name).stat().st_size > 0

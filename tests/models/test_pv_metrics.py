@@ -1,0 +1,121 @@
+"""Scoring (pv-finder definitions), targets and the network's shape: no Pythia, no training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hepsonic_client.physics.vertices import N_BINS, bin_centers
+from hepsonic_models.pv import (
+    CollisionSample,
+    GeneratorSettings,
+    PVUNet,
+    Truth,
+    ideal_vertex_efficiency,
+    make_targets,
+    match_vertices,
+    reconstruct_tracks,
+    scan_peak_finder,
+)
+
+
+def _truth(events: list[list[tuple[float, int]]]) -> Truth:
+    z = np.array([pv[0] for event in events for pv in event], dtype=np.float64)
+    n = np.array([pv[1] for event in events for pv in event], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum([len(event) for event in events]))).astype(np.int64)
+    return Truth(z, n, offsets)
+
+
+def test_match_vertices_counts_found_false_duplicates_and_masked() -> None:
+    truth = _truth([[(10.0, 20), (50.0, 3), (80.0, 6)], [(10.2, 9)]])
+    event = np.array([0, 0, 0, 0, 0, 1])
+    z = np.array([10.1, 10.3, 50.2, 120.0, 79.4, 10.2])
+    result = match_vertices(event, z, truth)
+    # Counted PVs: 10.0 (found, 10.1 wins over 10.3), 80.0 (79.4 is 0.6 mm away: missed), 10.2 in event 1.
+    assert (result.n_true, result.n_found) == (3, 2)
+    # False: the duplicate at 10.3, 120.0 (no PV) and 79.4 (too far). 50.2 sits on a 3-track PV: not counted.
+    assert result.n_false == 3
+    assert result.fp_per_event == pytest.approx(1.5)
+    assert result.efficiency == pytest.approx(2 / 3)
+    np.testing.assert_allclose(sorted(result.dz), [0.0, 0.1], atol=1e-9)
+    assert result.pv_found.tolist() == [True, False, False, True]
+
+
+def test_events_do_not_match_across_each_other() -> None:
+    truth = _truth([[(10.0, 10)], [(200.0, 10)]])
+    # A vertex at z=10.0 but in event 1 must not find event 0's PV.
+    result = match_vertices(np.array([1]), np.array([10.0]), truth)
+    assert (result.n_found, result.n_false) == (0, 1)
+
+
+def test_scan_peak_finder_on_perfect_and_noisy_outputs() -> None:
+    truth = _truth([[(10.0, 10), (150.0, 10)], [(-20.0, 10)]])
+    centers = bin_centers()
+    values = np.zeros((2, N_BINS), dtype=np.float32)
+    values[0] = np.exp(-0.5 * ((centers - 10.0) / 0.1) ** 2) + np.exp(-0.5 * ((centers - 150.0) / 0.1) ** 2)
+    values[1] = np.exp(-0.5 * ((centers + 20.0) / 0.1) ** 2) + 0.3 * np.exp(
+        -0.5 * ((centers - 90.0) / 0.1) ** 2
+    )
+    grid = scan_peak_finder(values, truth, [0.2, 0.5], [0.0], [1])
+    assert grid.shape == (2, 1, 1, 2)
+    np.testing.assert_allclose(grid[0, 0, 0], [1.0, 0.5])  # the 0.3 bump is one FP in two events
+    np.testing.assert_allclose(grid[1, 0, 0], [1.0, 0.0])
+
+
+def test_targets_are_bumps_at_counted_pvs_and_mask_low_track_pvs() -> None:
+    truth = _truth([[(10.0, 10), (60.0, 2)]])
+    target, weight = make_targets(truth, sigma_mm=0.1, min_tracks=5, mask_radius_mm=0.5)
+    centers = bin_centers()
+    assert target.shape == weight.shape == (1, N_BINS)
+    assert target.max() == pytest.approx(np.exp(-0.5 * 0.5**2), rel=1e-4)  # 10.0 lies on a bin edge
+    assert abs(centers[int(np.argmax(target[0]))] - 10.0) < 0.1
+    near_low = np.abs(centers - 60.0) < 0.5
+    assert np.all(weight[0, near_low] == 0.0)
+    assert np.all(target[0, near_low] == 0.0)
+    assert np.all(weight[0, ~near_low] == 1.0)
+
+
+def test_unet_shape_and_size() -> None:
+    model = PVUNet().eval()
+    n_parameters = sum(p.numel() for p in model.parameters())
+    assert 180_000 < n_parameters < 230_000  # MODELS.md: ~203k; never a 4000x4000 dense layer
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with torch.no_grad():
+        out = model(torch.rand(3, 2, N_BINS) * 50)
+    assert out.shape == (3, N_BINS)
+    assert float(out.min()) >= 0.0
+    assert float(out.max()) <= 1.0
+
+
+def _collisions(n_collisions: int, tracks: int, pt: float, eta: float) -> CollisionSample:
+    rng = np.random.default_rng(5)
+    phi = rng.uniform(0, 2 * np.pi, n_collisions * tracks)
+    px, py = pt * np.cos(phi), pt * np.sin(phi)
+    pz = np.full(phi.size, pt * np.sinh(eta))
+    offsets = np.arange(0, n_collisions * tracks + 1, tracks, dtype=np.int64)
+    return CollisionSample(px.astype(np.float32), py.astype(np.float32), pz.astype(np.float32), offsets)
+
+
+def test_reconstructed_tracks_follow_the_resolution_model() -> None:
+    settings = GeneratorSettings()
+    collisions = _collisions(200, 10, pt=0.5, eta=3.0)
+    zeros = np.zeros(200)
+    pv_of_track, track_z, sigma_z = reconstruct_tracks(
+        settings, collisions, zeros, zeros, zeros + 50.0, np.random.default_rng(1)
+    )
+    expected_sigma = (0.012 + 0.023 / 0.5) * np.cosh(3.0)  # sigma_IP / sin(theta), 1/sin(theta) = cosh(eta)
+    np.testing.assert_allclose(sigma_z, expected_sigma, rtol=1e-4)
+    assert 0.94 < pv_of_track.size / 2000 < 1.0  # 97% track efficiency
+    pull = (track_z - 50.0) / sigma_z
+    assert abs(pull.mean()) < 0.1
+    assert 0.9 < pull.std() < 1.1
+
+
+def test_ideal_vertex_efficiency_tracks_the_resolution() -> None:
+    settings = GeneratorSettings()
+    precise = ideal_vertex_efficiency(settings, _collisions(300, 20, pt=5.0, eta=2.2), seed=1)
+    poor = ideal_vertex_efficiency(settings, _collisions(300, 5, pt=0.2, eta=4.5), seed=1)
+    assert precise[0] > 0.99
+    assert precise[1] < 0.05
+    assert poor[0] < 0.5
