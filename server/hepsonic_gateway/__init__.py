@@ -1,43 +1,66 @@
 """hepsonic_gateway: the KServe-v2 front door (HTTP + gRPC) in front of Triton pools.
 
-One protocol-agnostic :class:`DataPlane` (routing, versions and aliases, admission, retries, provenance) and two
-thin adapters over it: the FastAPI REST app and the grpcio ``inference.GRPCInferenceService``.
+One protocol-agnostic :class:`DataPlane` (auth, routing, versions and aliases, validation, admission, retries,
+provenance) and two thin adapters over it: the FastAPI REST app and the grpcio ``inference.GRPCInferenceService``.
+:class:`Rollouts` moves a model to a new version with zero downtime. See docs/gateway.md.
 """
 
-from ._dataplane import DataPlane, Target
+from ._auth import ApiKeySpec, KeysFile, KeyStore, Principal, hash_key
+from ._dataplane import DataPlane, RouteOverride, Target
 from ._errors import (
+    Conflict,
     DeadlineExceeded,
     GatewayError,
     InvalidRequest,
     NotFound,
     Overloaded,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
     UpstreamError,
 )
 from ._grpc import create_grpc_server
 from ._rest import create_rest_app
-from ._routing import RoutingConfig, load_routing
+from ._rollout import RolloutPlan, Rollouts, RolloutStatus
+from ._routing import ModelPolicy, RoutingConfig, load_routing
 from ._settings import Settings
+from ._validation import InputSpec, ModelSchema, TensorHeader, check_request, parse_http_request
 from .cli import serve
 
 __all__ = [
+    "ApiKeySpec",
+    "Conflict",
     "DataPlane",
     "DeadlineExceeded",
     "GatewayError",
+    "InputSpec",
     "InvalidRequest",
+    "KeyStore",
+    "KeysFile",
+    "ModelPolicy",
+    "ModelSchema",
     "NotFound",
     "Overloaded",
     "PermissionDenied",
+    "Principal",
+    "RolloutPlan",
+    "RolloutStatus",
+    "Rollouts",
+    "RouteOverride",
     "RoutingConfig",
     "Settings",
     "Target",
+    "TensorHeader",
+    "TooLarge",
     "Unauthenticated",
     "Unavailable",
     "UpstreamError",
+    "check_request",
     "create_grpc_server",
     "create_rest_app",
+    "hash_key",
     "load_routing",
+    "parse_http_request",
     "serve",
 ]

@@ -27,6 +27,7 @@ from ._errors import PermissionDenied, Unauthenticated
 __all__ = ["ANONYMOUS", "ApiKeySpec", "KeyStore", "KeysFile", "Principal", "hash_key"]
 
 #: Keys that appear in documentation and examples: refused outside development (they are not secrets).
+_CACHE_LIMIT = 4096
 WELL_KNOWN_KEYS = ("changethis", "changeme", "hepsonic-dev-key", "secret", "test")
 
 
@@ -87,7 +88,9 @@ class Principal:
         """Whether this principal may call ``model`` at all."""
         allowed = self._allowed.get(model)
         if allowed is None:
-            allowed = self._allowed[model] = any(fnmatch.fnmatchcase(model, p) for p in self.models)
+            allowed = any(fnmatch.fnmatchcase(model, p) for p in self.models)
+            if len(self._allowed) < _CACHE_LIMIT:  # names come from clients: bound the cache
+                self._allowed[model] = allowed
         return allowed
 
     def authorize(self, model: str, requested: str | None) -> str | None:

@@ -1,9 +1,15 @@
 """The protocol-agnostic data plane: everything the REST and gRPC fronts share.
 
-An adapter turns its request into (model, requested version, route key) and a coroutine that performs the
-upstream call on a given replica in its own protocol (so tensors are forwarded as bytes, never decoded). The data
-plane resolves versions and aliases, applies admission control, picks a replica, retries on another one when a
-replica is unreachable, records metrics, and knows each served version's sha256 for provenance.
+An adapter turns its request into (API key, model, requested version, route key, tensor metadata) and a coroutine
+that performs the upstream call on a given replica in its own protocol (so tensors are forwarded as bytes, never
+decoded). The data plane authenticates and authorizes, resolves versions and aliases, validates tensor metadata
+against the model's schema, applies admission control, picks a replica, retries on another one when a replica is
+unreachable, records metrics, and knows each served version's sha256 for provenance.
+
+Routing state is one immutable snapshot (:class:`_Routes`: the routing file and its pools) swapped atomically by
+:meth:`DataPlane.reload`; requests keep the snapshot they started with, and a replaced pool is closed once its
+last request is done. Aliases and splits changed at run time (rollouts, ``PUT /admin/models/{m}/route``) are
+*overrides* kept in memory on top of the routing file; they survive reloads and are shown by ``GET /admin/routes``.
 """
 
 from __future__ import annotations
@@ -11,24 +17,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-from ._errors import NotFound, Overloaded, Unavailable
+from ._auth import ANONYMOUS, KeyStore, Principal
+from ._errors import DeadlineExceeded, NotFound, Overloaded, TooLarge, Unavailable
 from ._metrics import Metrics
-from ._routing import ModelPolicy, RoutingConfig
+from ._routing import ModelPolicy, RoutingConfig, load_routing
 from ._upstream import Pool, Replica
+from ._validation import ModelSchema, TensorHeader, check_request
 
-__all__ = ["DataPlane", "ReplicaUnreachable", "Target"]
+__all__ = ["DataPlane", "ReplicaUnreachable", "RouteOverride", "Target"]
 
 log = logging.getLogger("hepsonic.gateway")
 T = TypeVar("T")
 
-#: How many other replicas a request may be retried on after a connection failure.
-MAX_RETRIES = 2
+#: What "no version requested" looks like (an absent or empty version; Triton also reads "0" as none).
+_NO_VERSION = (None, "", "0")
+_POLICY_CACHE_LIMIT = 4096
+#: How long a replaced pool may wait for its last requests before it is closed anyway.
+_RETIRE_TIMEOUT_S = 120.0
 
 
 class ReplicaUnreachable(Exception):
@@ -45,37 +59,180 @@ class Target:
     pool: Pool
 
 
+@dataclass(frozen=True, kw_only=True)
+class RouteOverride:
+    """Aliases and split of one model set at run time; ``None`` keeps the routing file's value."""
+
+    aliases: dict[str, int] | None = None
+    split: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class _Routes:
+    config: RoutingConfig
+    pools: dict[str, Pool]
+
+
 class _Admission:
     """Per-model in-flight limit with a bounded queue; beyond the queue, refuse with a retry hint."""
 
     def __init__(self, policy: ModelPolicy) -> None:
+        self.limits = (policy.max_inflight, policy.max_queue)
         self.slots = asyncio.Semaphore(policy.max_inflight)
-        self.max_queue = policy.max_queue
+        self.max_inflight, self.max_queue = self.limits
         self.inflight = 0
         self.waiting = 0
-        self.mean_latency_s = 0.01  # exponentially weighted, for the Retry-After estimate
+        self.mean_latency_s = 0.01  # exponentially weighted, for the retry hint
 
-    def retry_after_s(self, max_inflight: int) -> float:
-        return round(max(0.05, (self.waiting + 1) * self.mean_latency_s / max_inflight), 3)
+    def retry_after_s(self) -> float:
+        """Time for the queue ahead to drain at the current pace."""
+        return round(max(0.05, (self.waiting + 1) * self.mean_latency_s / self.max_inflight), 3)
 
 
 class DataPlane:
-    """Shared by the REST and gRPC adapters; owns the pools."""
+    """Shared by the REST and gRPC adapters; owns the pools, the keys and the run-time routing overrides."""
 
-    def __init__(self, routing: RoutingConfig, *, metrics: Metrics | None = None) -> None:
-        self.routing = routing
+    def __init__(
+        self,
+        routing: RoutingConfig,
+        *,
+        metrics: Metrics | None = None,
+        keys: KeyStore | None = None,
+        routing_file: Path | None = None,
+        keys_file: Path | None = None,
+        watch_interval_s: float | None = None,
+        server_name: str = "hepsonic-gateway",
+    ) -> None:
         self.metrics = metrics or Metrics()
-        self.pools = {name: Pool(name, spec) for name, spec in routing.pools.items()}
+        self.keys = keys
+        self.routing_file = routing_file
+        self.keys_file = keys_file
+        self.watch_interval_s = watch_interval_s
+        self.server_name = server_name
+        self._routes = _Routes(routing, {name: Pool(name, spec) for name, spec in routing.pools.items()})
+        self.overrides: dict[str, RouteOverride] = {}
+        self._effective: dict[str, ModelPolicy | None] = {}
         self._admission: dict[str, _Admission] = {}
-        self._sha256: dict[tuple[str, int], str | None] = {}
+        self._schemas: dict[tuple[str, str, int], ModelSchema] = {}
+        self._schema_fetches: dict[tuple[str, str, int], asyncio.Task[ModelSchema | None]] = {}
+        #: (model, version) -> requests in flight (admitted, not yet answered): what a rollout drains.
+        self.inflight_versions: Counter[tuple[str, int]] = Counter()
+        self._reload_lock = asyncio.Lock()
+        self._mtimes = self._file_mtimes()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle -------------------------------------------------------------------------------------
+    @property
+    def routing(self) -> RoutingConfig:
+        """The routing configuration in force."""
+        return self._routes.config
+
+    @property
+    def pools(self) -> dict[str, Pool]:
+        """The pools in force, by name."""
+        return self._routes.pools
 
     async def start(self) -> None:
-        """Connect to every pool and probe it once."""
+        """Connect to every pool and probe it once; watch the routing and keys files when asked to."""
         await asyncio.gather(*(pool.start() for pool in self.pools.values()))
+        if self.watch_interval_s and (self.routing_file or self.keys_file):
+            self._spawn(self._watch(self.watch_interval_s))
 
     async def close(self) -> None:
-        """Close every upstream connection."""
+        """Stop background work and close every upstream connection."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- hot reload -------------------------------------------------------------------------------------
+    def _file_mtimes(self) -> tuple[float | None, float | None]:
+        def mtime(path: Path | None) -> float | None:
+            try:
+                return path.stat().st_mtime_ns if path is not None else None
+            except OSError:
+                return None
+
+        return mtime(self.routing_file), mtime(self.keys_file)
+
+    async def _watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._file_mtimes() != self._mtimes:
+                try:
+                    await self.reload()
+                except Exception as exc:  # noqa: BLE001  (a bad edit must not kill the gateway: keep the old one)
+                    log.error("reload failed; keeping the previous configuration", extra={"error": str(exc)})
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the routing and keys files and swap them in atomically, without dropping a request.
+
+        Pools whose specification is unchanged are kept (with their connections and health); new ones are
+        started (and probed) before the swap; replaced ones are closed after their last in-flight request.
+        Raises (keeping everything as it was) when a file is invalid.
+        """
+        async with self._reload_lock:
+            self._mtimes = self._file_mtimes()
+            try:
+                config = load_routing(self.routing_file) if self.routing_file else self.routing
+                keys = KeyStore.from_file(self.keys_file) if self.keys_file else self.keys
+            except Exception:
+                self.metrics.reloads.labels("error").inc()
+                raise
+            old = self._routes
+            pools: dict[str, Pool] = {}
+            started: list[Pool] = []
+            for name, spec in config.pools.items():
+                kept = old.pools.get(name)
+                if kept is not None and kept.spec == spec:
+                    pools[name] = kept
+                else:
+                    pools[name] = Pool(name, spec)
+                    started.append(pools[name])
+            await asyncio.gather(*(pool.start() for pool in started))
+            self._routes = _Routes(config, pools)
+            self.keys = keys
+            self._effective.clear()
+            retired = [pool for name, pool in old.pools.items() if pools.get(name) is not pool]
+            for pool in retired:
+                self._spawn(self._retire(pool))
+            self._schemas = {
+                k: v for k, v in self._schemas.items() if k[0] in pools and pools[k[0]] is old.pools.get(k[0])
+            }
+            self.metrics.reloads.labels("ok").inc()
+            summary = {
+                "pools": sorted(pools),
+                "started": sorted(p.name for p in started),
+                "retired": sorted(p.name for p in retired),
+                "models": sorted(config.models),
+            }
+            log.info("routing reloaded", extra=summary)
+            return summary
+
+    async def _retire(self, pool: Pool) -> None:
+        await pool.stop_probing()
+        deadline = time.monotonic() + _RETIRE_TIMEOUT_S
+        while pool.leases and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await pool.close()
+
+    # -- auth -------------------------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` value (everyone is :data:`ANONYMOUS` when auth is off)."""
+        keys = self.keys
+        if keys is None:
+            return ANONYMOUS
+        try:
+            return keys.authenticate(authorization)
+        except Exception:
+            self.metrics.rejected.labels("", "unauthenticated").inc()
+            raise
 
     # -- health -----------------------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -87,40 +244,144 @@ class DataPlane:
             ready = ready and any(replica.healthy for replica in pool.replicas)
         return ready
 
-    def models(self) -> dict[str, set[int]]:
-        """Every routed model with its READY versions."""
+    def models(self, principal: Principal = ANONYMOUS) -> dict[str, set[int]]:
+        """Every routed model (that ``principal`` may use) with its READY versions."""
         served: dict[str, set[int]] = {}
         for pool in self.pools.values():
             for model in pool.models():
-                policy = self.routing.policy(model)
-                if policy is not None and policy.pool == pool.name:
+                policy = self.policy_or_none(model)
+                if policy is not None and policy.pool == pool.name and principal.may_use(model):
                     served.setdefault(model, set()).update(pool.ready_versions(model))
         return served
 
     # -- routing ----------------------------------------------------------------------------------------
-    def policy(self, model: str) -> ModelPolicy:
-        """The routing policy of ``model``, or :class:`NotFound`."""
+    def policy_or_none(self, model: str) -> ModelPolicy | None:
+        """The effective policy of ``model`` (routing file + run-time overrides), or None when not routed."""
+        try:
+            return self._effective[model]
+        except KeyError:
+            pass
         policy = self.routing.policy(model)
+        override = self.overrides.get(model)
+        if policy is not None and override is not None:
+            update: dict[str, Any] = {}
+            if override.aliases is not None:
+                update["aliases"] = override.aliases
+            if override.split is not None:
+                update["split"] = override.split
+            policy = policy.model_copy(update=update)
+        if len(self._effective) < _POLICY_CACHE_LIMIT:  # model names come from clients: bound the cache
+            self._effective[model] = policy
+        return policy
+
+    def policy(self, model: str) -> ModelPolicy:
+        """The effective routing policy of ``model``, or :class:`NotFound`."""
+        policy = self.policy_or_none(model)
         if policy is None:
             raise NotFound(f"model {model!r} is not routed by this gateway")
         return policy
 
-    def resolve(self, model: str, requested: str | None, *, route_key: str | None = None) -> Target:
-        """Turn a requested version, alias or nothing into a served version.
+    def set_route(self, model: str, override: RouteOverride) -> ModelPolicy:
+        """Change ``model``'s aliases and/or split at run time (validated like the routing file)."""
+        base = self.routing.policy(model)
+        if base is None:
+            raise NotFound(f"model {model!r} is not routed by this gateway")
+        merged = RouteOverride(
+            aliases=override.aliases
+            if override.aliases is not None
+            else self.overrides.get(model, RouteOverride()).aliases,
+            split=override.split
+            if override.split is not None
+            else self.overrides.get(model, RouteOverride()).split,
+        )
+        candidate = ModelPolicy.model_validate(
+            {
+                **base.model_dump(),
+                **({"aliases": merged.aliases} if merged.aliases is not None else {}),
+                **({"split": merged.split} if merged.split is not None else {}),
+            }
+        )
+        self.overrides[model] = merged
+        self._effective.pop(model, None)
+        log.info(
+            "route changed", extra={"model": model, "aliases": candidate.aliases, "split": candidate.split}
+        )
+        return candidate
+
+    def clear_route(self, model: str) -> None:
+        """Drop ``model``'s run-time overrides: the routing file applies again."""
+        self.overrides.pop(model, None)
+        self._effective.pop(model, None)
+
+    def routes_report(self) -> dict[str, Any]:
+        """The routing in force: pools with replica health, and every model's effective aliases and split."""
+        models: dict[str, Any] = {}
+        names = set(self.routing.models) | {m for p in self.pools.values() for m in p.models()}
+        for model in sorted(names):
+            policy = self.policy_or_none(model)
+            if policy is None:
+                continue
+            pool = self.pools[policy.pool]
+            models[model] = {
+                "pool": policy.pool,
+                "aliases": policy.aliases,
+                "split": policy.split,
+                "override": model in self.overrides,
+                "served_versions": sorted(pool.ready_versions(model)) if model != "*" else [],
+                "inflight": {
+                    str(v): n for (m, v), n in sorted(self.inflight_versions.items()) if m == model and n
+                },
+                "limits": {
+                    "timeout_s": policy.timeout_s,
+                    "max_inflight": policy.max_inflight,
+                    "max_queue": policy.max_queue,
+                    "retries": policy.retries,
+                    "max_request_bytes": policy.max_request_bytes,
+                    "max_tensor_elements": policy.max_tensor_elements,
+                },
+            }
+        return {
+            "routing_file": str(self.routing_file) if self.routing_file else None,
+            "pools": {
+                name: [
+                    {
+                        "replica": r.name,
+                        "http": r.spec.http,
+                        "healthy": r.healthy,
+                        "outstanding": r.outstanding,
+                        "models": {m: sorted(v) for m, v in sorted(r.ready_versions.items())},
+                    }
+                    for r in pool.replicas
+                ]
+                for name, pool in self.pools.items()
+            },
+            "models": models,
+        }
+
+    def resolve(
+        self,
+        model: str,
+        requested: str | None,
+        *,
+        route_key: str | None = None,
+        principal: Principal = ANONYMOUS,
+    ) -> Target:
+        """Authorize, then turn a requested version, alias or nothing into a served version.
 
         Nothing requested: a weighted split when the model has one (sticky by ``route_key``, so one job sees one
         version), else the newest READY version, as Triton itself would pick.
         """
+        requested = principal.authorize(model, requested)
         policy = self.policy(model)
         pool = self.pools[policy.pool]
         served = pool.ready_versions(model)
         if not served:
-            if model not in {m for p in self.pools.values() for r in p.replicas for m in r.ready_versions}:
+            if not any(model in r.ready_versions for p in self.pools.values() for r in p.replicas):
                 raise NotFound(f"unknown model {model!r}")
             raise Unavailable(f"model {model!r} has no READY version on a healthy replica")
-        if requested in (None, "", "0") and policy.split:
+        if requested in _NO_VERSION and policy.split:
             requested = self._split_choice(policy, route_key)
-        if requested in (None, "", "0", "latest"):
+        if requested in _NO_VERSION or requested == "latest":
             version = max(served)
         elif requested.isdigit():
             version = int(requested)
@@ -151,47 +412,133 @@ class DataPlane:
                 return target
         return targets[-1]
 
+    # -- validation and provenance ----------------------------------------------------------------------
+    async def schema(self, target: Target) -> ModelSchema | None:
+        """The served version's schema and sha256, from Triton's model configuration (cached per version).
+
+        None when no replica could tell (validation is then left to Triton; provenance is best effort).
+        """
+        key = (target.pool.name, target.model, target.version)
+        schema = self._schemas.get(key)
+        if schema is not None:
+            return schema
+        fetch = self._schema_fetches.get(key)
+        if fetch is None:
+            fetch = self._schema_fetches[key] = asyncio.ensure_future(self._fetch_schema(target))
+            fetch.add_done_callback(lambda _f: self._schema_fetches.pop(key, None))
+        return await asyncio.shield(fetch)
+
+    async def _fetch_schema(self, target: Target) -> ModelSchema | None:
+        path = f"/v2/models/{target.model}/versions/{target.version}/config"
+        for replica in target.pool.replicas:
+            if not replica.serves(target.model, target.version):
+                continue
+            try:
+                response = await replica.http.get(path, timeout=5.0)
+                if response.status_code != 200:
+                    continue
+                schema = ModelSchema.from_triton_config(target.model, target.version, response.json())
+            except Exception as exc:  # noqa: BLE001  (try the next replica; Triton validates anyway)
+                log.warning("model config fetch failed", extra={"replica": replica.name, "error": repr(exc)})
+                continue
+            self._schemas[(target.pool.name, target.model, target.version)] = schema
+            return schema
+        return None
+
+    def forget_schemas(self, model: str) -> None:
+        """Drop cached schemas of ``model`` (after a rollout loaded or unloaded versions)."""
+        self._schemas = {k: v for k, v in self._schemas.items() if k[1] != model}
+
+    async def validate(
+        self, target: Target, tensors: Sequence[TensorHeader], *, body_bytes: int
+    ) -> ModelSchema | None:
+        """Check size limits and tensor metadata against the version's schema; record the batch size."""
+        policy = target.policy
+        if body_bytes > policy.max_request_bytes:
+            self.metrics.rejected.labels(target.model, "too_large").inc()
+            raise TooLarge(
+                f"model {target.model!r}: the request has {body_bytes} bytes, the limit is {policy.max_request_bytes}"
+            )
+        schema = await self.schema(target)
+        if schema is None:
+            return None
+        try:
+            batch = check_request(schema, tensors, max_elements=policy.max_tensor_elements)
+        except Exception:
+            self.metrics.rejected.labels(target.model, "invalid").inc()
+            raise
+        self.metrics.batch_size.labels(target.model).observe(batch)
+        return schema
+
     # -- forwarding -------------------------------------------------------------------------------------
+    def timeout_s(self, target: Target, client_timeout_s: float | None) -> float:
+        """The time this request may take at Triton: the model's timeout, or the client's shorter deadline."""
+        if client_timeout_s is None:
+            return target.policy.timeout_s
+        if client_timeout_s <= 0:
+            raise DeadlineExceeded(f"model {target.model!r}: the client's deadline has already passed")
+        return min(target.policy.timeout_s, client_timeout_s)
+
     def _admission_for(self, target: Target) -> _Admission:
         admission = self._admission.get(target.model)
-        if admission is None:
-            admission = self._admission[target.model] = _Admission(target.policy)
+        policy = target.policy
+        if admission is None or admission.limits != (policy.max_inflight, policy.max_queue):
+            admission = self._admission[target.model] = _Admission(policy)
         return admission
 
     async def forward(self, target: Target, call: Callable[[Replica], Awaitable[T]]) -> T:
         """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable."""
         admission = self._admission_for(target)
-        policy = target.policy
         if admission.slots.locked() and admission.waiting >= admission.max_queue:
             self.metrics.rejected.labels(target.model, "queue_full").inc()
-            retry = admission.retry_after_s(policy.max_inflight)
+            retry = admission.retry_after_s()
             raise Overloaded(
                 f"model {target.model!r} is overloaded: {admission.inflight} requests in flight and "
-                f"{admission.waiting} queued (limits {policy.max_inflight}/{policy.max_queue}); retry in {retry} s",
+                f"{admission.waiting} queued (limits {admission.max_inflight}/{admission.max_queue}); "
+                f"retry in {retry} s",
                 retry_after_s=retry,
             )
-        admission.waiting += 1
-        self.metrics.queued.labels(target.model).inc()
+        metrics = self.metrics
+        key = (target.model, target.version)
+        target.pool.leases += 1
+        self.inflight_versions[key] += 1
         try:
-            await admission.slots.acquire()
+            if admission.slots.locked():
+                admission.waiting += 1
+                metrics.queued.labels(target.model).inc()
+                try:
+                    await admission.slots.acquire()
+                finally:
+                    admission.waiting -= 1
+                    metrics.queued.labels(target.model).dec()
+            else:
+                await admission.slots.acquire()
+            admission.inflight += 1
+            metrics.inflight.labels(target.model).inc()
+            try:
+                return await self._with_retries(target, call, admission)
+            finally:
+                admission.inflight -= 1
+                metrics.inflight.labels(target.model).dec()
+                admission.slots.release()
         finally:
-            admission.waiting -= 1
-            self.metrics.queued.labels(target.model).dec()
-        admission.inflight += 1
-        self.metrics.inflight.labels(target.model).inc()
-        try:
-            return await self._with_retries(target, call, admission)
-        finally:
-            admission.inflight -= 1
-            self.metrics.inflight.labels(target.model).dec()
-            admission.slots.release()
+            target.pool.leases -= 1
+            self.inflight_versions[key] -= 1
 
     async def _with_retries(
         self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission
     ) -> T:
         tried: list[Replica] = []
         while True:
-            replica = target.pool.pick(target.model, target.version, exclude=tried)
+            try:
+                replica = target.pool.pick(target.model, target.version, exclude=tried)
+            except Unavailable:
+                if tried:  # every replica serving the version has failed for this request
+                    raise Unavailable(
+                        f"model {target.model!r} version {target.version}: "
+                        f"{len(tried)} replica(s) unreachable ({', '.join(r.name for r in tried)})"
+                    ) from None
+                raise
             replica.outstanding += 1
             start = time.perf_counter()
             try:
@@ -199,11 +546,15 @@ class DataPlane:
             except ReplicaUnreachable as exc:
                 replica.mark_failed(str(exc))
                 tried.append(replica)
-                if len(tried) > MAX_RETRIES:
+                if len(tried) > target.policy.retries:
                     raise Unavailable(
-                        f"model {target.model!r} version {target.version}: {len(tried)} replicas unreachable"
+                        f"model {target.model!r} version {target.version}: {len(tried)} replica(s) unreachable"
                     ) from exc
                 self.metrics.retries.labels(target.model).inc()
+                log.warning(
+                    "retrying on another replica",
+                    extra={"model": target.model, "replica": replica.name, "reason": str(exc)[:200]},
+                )
                 continue
             finally:
                 replica.outstanding -= 1
@@ -212,22 +563,11 @@ class DataPlane:
             self.metrics.upstream.labels(target.model, str(target.version), replica.name).observe(elapsed)
             return result
 
-    # -- provenance -------------------------------------------------------------------------------------
-    async def sha256(self, target: Target) -> str | None:
-        """sha256 of the served ONNX file, from the model config's ``sha256/<version>`` parameter (cached)."""
-        key = (target.model, target.version)
-        if key not in self._sha256:
-            replica = target.pool.pick(target.model, target.version)
-            try:
-                response = await replica.http.get(
-                    f"/v2/models/{target.model}/versions/{target.version}/config"
-                )
-                parameters = response.json().get("parameters", {}) if response.status_code == 200 else {}
-            except Exception:  # noqa: BLE001  (provenance is best effort; the inference must not fail for it)
-                return None
-            entry = parameters.get(f"sha256/{target.version}", {})
-            self._sha256[key] = entry.get("string_value") if isinstance(entry, dict) else None
-        return self._sha256[key]
+    def observe(self, model: str, version: int | None, protocol: str, status: str, elapsed_s: float) -> None:
+        """Record one answered request in the latency histogram."""
+        self.metrics.requests.labels(
+            model, "" if version is None else str(version), protocol, status
+        ).observe(elapsed_s)
 
     def any_replica(self, model: str | None = None) -> Replica:
         """A healthy replica (of ``model``'s pool when given), for control-plane reads."""
@@ -237,3 +577,8 @@ class DataPlane:
             if healthy:
                 return min(healthy, key=lambda r: r.outstanding)
         raise Unavailable("no healthy Triton replica")
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` wants whole seconds (RFC 9110); round up so clients never retry too early."""
+    return str(max(1, math.ceil(seconds)))

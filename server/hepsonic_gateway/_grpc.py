@@ -1,33 +1,53 @@
-"""The gRPC adapter: ``inference.GRPCInferenceService`` forwarded to Triton's, tensors untouched."""
+"""The gRPC adapter: ``inference.GRPCInferenceService`` forwarded to Triton's, tensors untouched.
+
+``ModelInfer`` is handled on raw bytes: the request is parsed once (to route and validate it) but forwarded as the
+bytes that came, with at most a few appended bytes that override ``model_version`` (an alias resolved to a number)
+and set ``id`` (the request id) — protobuf's last-field-wins rule makes that exact. Triton's answer is relayed as
+bytes too, with the provenance parameters appended the same way (map entries merge). So no tensor is ever
+re-serialised. Domain errors become gRPC statuses in :data:`_CODE`, in one place (:func:`_abort`).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from typing import Any, NoReturn
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from ._auth import Principal
 from ._dataplane import DataPlane, ReplicaUnreachable, Target
 from ._errors import (
+    Conflict,
     DeadlineExceeded,
     GatewayError,
     InvalidRequest,
     NotFound,
     Overloaded,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
     UpstreamError,
 )
 from ._upstream import Replica
+from ._validation import TensorHeader
 
 __all__ = ["GatewayServicer", "create_grpc_server"]
 
+log = logging.getLogger("hepsonic.gateway")
+
+_SERVICE = "inference.GRPCInferenceService"
+#: The one table of domain error -> gRPC status (subclasses fall back to their parent's entry).
 _CODE: dict[type[GatewayError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Conflict: grpc.StatusCode.ABORTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -44,16 +64,33 @@ _HTTP_OF: dict[grpc.StatusCode, int] = {
 }
 _CODE_OF_HTTP = {status: code for code, status in _HTTP_OF.items()}
 _ROUTE_KEY = "x-hepsonic-route-key"
+_TYPED_CONTENTS = (
+    "bool_contents",
+    "int_contents",
+    "int64_contents",
+    "uint_contents",
+    "uint64_contents",
+    "fp32_contents",
+    "fp64_contents",
+    "bytes_contents",
+)
+
+
+def code_of(exc: GatewayError) -> grpc.StatusCode:
+    """The gRPC status of a domain error."""
+    if isinstance(exc, UpstreamError):
+        return _CODE_OF_HTTP.get(exc.http_status, grpc.StatusCode.INTERNAL)
+    for cls in type(exc).__mro__:
+        code = _CODE.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: GatewayError) -> NoReturn:
-    if isinstance(exc, UpstreamError):
-        code = _CODE_OF_HTTP.get(exc.http_status, grpc.StatusCode.INTERNAL)
-    else:
-        code = _CODE.get(type(exc), grpc.StatusCode.INTERNAL)
     if isinstance(exc, Overloaded):
         context.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after_s * 1000))),))
-    await context.abort(code, exc.message)
+    await context.abort(code_of(exc), exc.message)
     raise AssertionError("unreachable")  # context.abort raises
 
 
@@ -70,11 +107,32 @@ async def _call(coro: Any, replica: Replica) -> Any:
         raise UpstreamError(exc.details() or str(code), http_status=_HTTP_OF.get(code, 500)) from exc
 
 
-def _metadata(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            return str(item.value)
-    return None
+def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    return {str(item.key): str(item.value) for item in context.invocation_metadata() or ()}
+
+
+def tensor_headers(request: Any) -> list[TensorHeader]:
+    """The tensor metadata of a ``ModelInferRequest`` (sizes from lengths only; no value is decoded)."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidRequest(
+            f"model {request.model_name!r}: {len(request.inputs)} inputs but {len(raw)} raw_input_contents"
+        )
+    headers = []
+    for index, tensor in enumerate(request.inputs):
+        count = None
+        if tensor.HasField("contents"):
+            count = sum(len(getattr(tensor.contents, name)) for name in _TYPED_CONTENTS)
+        headers.append(
+            TensorHeader(
+                tensor.name,
+                tensor.datatype,
+                tuple(tensor.shape),
+                byte_size=len(raw[index]) if raw else None,
+                data_count=count,
+            )
+        )
+    return headers
 
 
 class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -83,11 +141,8 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
     def __init__(self, dataplane: DataPlane) -> None:
         self.plane = dataplane
 
-    @staticmethod
-    def _timeout(context: grpc.aio.ServicerContext[Any, Any], target: Target) -> float:
-        # Propagate the caller's deadline to Triton, capped by the model's own timeout.
-        remaining = context.time_remaining()
-        return min(target.policy.timeout_s, remaining) if remaining is not None else target.policy.timeout_s
+    def _principal(self, context: Any) -> Principal:
+        return self.plane.authenticate(_metadata(context).get("authorization"))
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         return service_pb2.ServerLiveResponse(live=True)
@@ -95,93 +150,174 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
     async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: ARG002
         return service_pb2.ServerReadyResponse(ready=self.plane.ready())
 
-    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: ARG002
+    async def ModelReady(self, request: Any, context: Any) -> Any:
         try:
-            self.plane.resolve(request.name, request.version or None)
-        except GatewayError:
-            return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=True)
+            principal = self._principal(context)
+            try:
+                self.plane.resolve(request.name, request.version or None, principal=principal)
+            except (NotFound, Unavailable):
+                return service_pb2.ModelReadyResponse(ready=False)
+            return service_pb2.ModelReadyResponse(ready=True)
+        except GatewayError as exc:
+            await _abort(context, exc)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         try:
+            self._principal(context)
             replica = self.plane.any_replica()
             return await _call(replica.grpc.ServerMetadata(request, timeout=10), replica)
         except GatewayError as exc:
             await _abort(context, exc)
 
-    async def _model_rpc(self, method: str, request: Any, context: Any, name: str, version: str) -> Any:
+    async def _model_rpc(self, method: str, request: Any, context: Any) -> Any:
         try:
-            target = self.plane.resolve(name, version or None)
+            principal = self._principal(context)
+            target = self.plane.resolve(request.name, request.version or None, principal=principal)
             request.version = str(target.version)
+            timeout = self.plane.timeout_s(target, context.time_remaining())
             return await self.plane.forward(
-                target,
-                lambda r: _call(getattr(r.grpc, method)(request, timeout=self._timeout(context, target)), r),
+                target, lambda r: _call(getattr(r.grpc, method)(request, timeout=timeout), r)
             )
         except GatewayError as exc:
             await _abort(context, exc)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
-        return await self._model_rpc("ModelMetadata", request, context, request.name, request.version)
+        return await self._model_rpc("ModelMetadata", request, context)
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
-        return await self._model_rpc("ModelConfig", request, context, request.name, request.version)
+        return await self._model_rpc("ModelConfig", request, context)
 
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
-        return await self._model_rpc("ModelStatistics", request, context, request.name, request.version)
+        if not request.name:  # statistics of every model: only for admins (it names every model)
+            try:
+                self._principal(context).require_admin("read statistics of every model")
+                replica = self.plane.any_replica()
+                return await _call(replica.grpc.ModelStatistics(request, timeout=10), replica)
+            except GatewayError as exc:
+                await _abort(context, exc)
+        return await self._model_rpc("ModelStatistics", request, context)
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: ARG002
+        try:
+            principal = self._principal(context)
+        except GatewayError as exc:
+            await _abort(context, exc)
         models = [
             service_pb2.RepositoryIndexResponse.ModelIndex(name=model, version=str(version), state="READY")
-            for model, versions in sorted(self.plane.models().items())
+            for model, versions in sorted(self.plane.models(principal).items())
             for version in sorted(versions)
         ]
         return service_pb2.RepositoryIndexResponse(models=models)
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
-        import time  # noqa: PLC0415
-
+    async def ModelInfer(self, raw: bytes, context: Any) -> bytes:
+        """Inference on raw bytes (see the module docstring): routed, validated, forwarded untouched."""
         started = time.perf_counter()
+        plane = self.plane
         status = "error"
         target: Target | None = None
+        model = ""
+        metadata = _metadata(context)
+        request_id = metadata.get("x-request-id", "")
         try:
-            target = self.plane.resolve(
-                request.model_name, request.model_version or None, route_key=_metadata(context, _ROUTE_KEY)
+            try:
+                request = service_pb2.ModelInferRequest.FromString(raw)
+            except Exception as exc:  # noqa: BLE001  (protobuf raises DecodeError or RuntimeWarning-ish errors)
+                raise InvalidRequest(f"the ModelInferRequest does not parse: {exc}") from None
+            model = request.model_name
+            principal = plane.authenticate(metadata.get("authorization"))
+            target = plane.resolve(
+                model, request.model_version or None, route_key=metadata.get(_ROUTE_KEY), principal=principal
             )
-            request.model_version = str(target.version)
+            schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
+            timeout = plane.timeout_s(target, context.time_remaining())
+            request_id = request_id or request.id or uuid.uuid4().hex
+            patch = service_pb2.ModelInferRequest()
+            if request.model_version != str(target.version):
+                patch.model_version = str(target.version)
+            if not request.id:
+                patch.id = request_id
+            payload = raw + patch.SerializeToString()
             served_by: list[str] = []
 
-            async def call(replica: Replica) -> Any:
+            async def call(replica: Replica) -> bytes:
                 served_by.append(replica.name)
-                return await _call(
-                    replica.grpc.ModelInfer(request, timeout=self._timeout(context, target)),
-                    replica,
-                )
+                answer: bytes = await _call(replica.grpc_infer_raw(payload, timeout=timeout), replica)
+                return answer
 
-            response = await self.plane.forward(target, call)
+            answer = await plane.forward(target, call)
             status = "OK"
-            response.parameters["hepsonic_server"].string_param = served_by[-1]
-            sha = await self.plane.sha256(target)
-            if sha:
-                response.parameters["hepsonic_model_sha256"].string_param = sha
-            return response
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "request served",
+                    extra={
+                        "request_id": request_id,
+                        "model": model,
+                        "version": target.version,
+                        "replica": served_by[-1],
+                        "key": principal.name,
+                        "protocol": "grpc",
+                    },
+                )
+            tail = service_pb2.ModelInferResponse()
+            tail.parameters["hepsonic_server"].string_param = served_by[-1]
+            if schema is not None and schema.sha256:
+                tail.parameters["hepsonic_model_sha256"].string_param = schema.sha256
+            reply: bytes = answer + tail.SerializeToString()
+            return reply
         except GatewayError as exc:
-            status = type(exc).__name__
+            status = code_of(exc).name
+            # Overload refusals are counted in metrics; logging each one would flood the log exactly then.
+            log.log(
+                logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO,
+                "request refused",
+                extra={"request_id": request_id, "model": model, "status": status, "error": exc.message},
+            )
             await _abort(context, exc)
         finally:
-            if target is not None:
-                self.plane.metrics.requests.labels(target.model, str(target.version), "grpc", status).observe(
-                    time.perf_counter() - started
-                )
+            plane.observe(
+                model if target is not None else "",
+                target.version if target is not None else None,
+                "grpc",
+                status,
+                time.perf_counter() - started,
+            )
+
+
+def _handlers(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
+    """The service's method handlers: protobuf (de)serialisation everywhere except ``ModelInfer`` (raw)."""
+    service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            continue  # ModelStreamInfer: not offered by the gateway (UNIMPLEMENTED)
+        if method.name == "ModelInfer":
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
+            continue
+        request_type = getattr(service_pb2, method.input_type.name)
+        response_type = getattr(service_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(_SERVICE, handlers)
 
 
 async def create_grpc_server(
-    dataplane: DataPlane, address: str, *, tls: tuple[bytes, bytes] | None = None
+    dataplane: DataPlane,
+    address: str,
+    *,
+    tls: tuple[bytes, bytes] | None = None,
+    max_message_bytes: int = 256 * 1024 * 1024,
 ) -> grpc.aio.Server:
     """Start the gRPC front on ``address`` (TLS when ``(key, cert)`` PEM bytes are given)."""
     server = grpc.aio.server(
-        options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        options=[
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
     )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(GatewayServicer(dataplane), server)
+    server.add_generic_rpc_handlers((_handlers(GatewayServicer(dataplane)),))
     if tls is None:
         port = server.add_insecure_port(address)
     else:

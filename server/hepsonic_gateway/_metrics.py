@@ -61,6 +61,18 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.reloads = Counter(
+            "hepsonic_gateway_reloads",
+            "Routing/keys reloads, by result (ok, error).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.rollout_step = Gauge(
+            "hepsonic_gateway_rollout_percent",
+            "Share of unpinned traffic sent to the new version by the rollout in progress, by model.",
+            ["model"],
+            registry=self.registry,
+        )
         self.replica_healthy = Gauge(
             "hepsonic_gateway_replica_healthy",
             "1 when the replica passes health checks.",

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import model_validator
+from pydantic import Field, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._auth import KeyStore
+from ._routing import load_routing
 
 __all__ = ["Settings"]
 
+log = logging.getLogger("hepsonic.gateway")
+
 
 class Settings(BaseSettings):
-    """Everything the gateway needs to start. Outside development, auth is mandatory."""
+    """Everything the gateway needs to start. Outside development, auth is mandatory and example keys refused."""
 
     model_config = SettingsConfigDict(env_prefix="HEPSONIC_", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
     gateway_host: str = "127.0.0.1"
-    gateway_http_port: int = 8080
-    gateway_grpc_port: int = 8081
+    gateway_http_port: int = Field(default=8080, ge=0, le=65535)
+    gateway_grpc_port: int = Field(default=8081, ge=0, le=65535)
     #: YAML routing file (pools of Triton replicas, per-model policy). Without it: one pool, the two URLs below.
     routing_file: Path | None = None
     triton_http: str = "127.0.0.1:8000"
@@ -28,17 +35,46 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    log_level: str = "INFO"
+    #: Seconds between checks of the routing and keys files' modification times (0: reload on SIGHUP only).
+    watch_interval_s: float = Field(default=2.0, ge=0)
+    #: Hard cap on a gRPC message (per-model limits in the routing file are usually lower).
+    max_message_bytes: PositiveInt = 256 * 1024 * 1024
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``auto``: uvloop when installed.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Self:
-        if self.environment == "production" and self.api_keys_file is None:
-            raise ValueError(
-                "HEPSONIC_ENVIRONMENT=production requires HEPSONIC_API_KEYS_FILE (auth cannot be off)"
-            )
+    def _refuse_unsafe_settings(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both HEPSONIC_TLS_CERT_FILE and HEPSONIC_TLS_KEY_FILE, or neither")
         for path in (self.routing_file, self.api_keys_file, self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} does not exist")
+        # Parse both files now: a typo must stop the start-up, not the first request.
+        if self.routing_file is not None:
+            load_routing(self.routing_file)
+        keys = KeyStore.from_file(self.api_keys_file) if self.api_keys_file is not None else None
+        if self.environment == "production":
+            if keys is None:
+                raise ValueError(
+                    "HEPSONIC_ENVIRONMENT=production requires HEPSONIC_API_KEYS_FILE (auth cannot be off)"
+                )
+            example = keys.well_known_keys()
+            if example:
+                raise ValueError(
+                    f"HEPSONIC_ENVIRONMENT=production refuses keys whose secret is a documented example "
+                    f"(keys {', '.join(example)}): generate real ones"
+                )
+            if self.tls_cert_file is None and not _is_loopback(self.gateway_host):
+                log.warning(
+                    "production gateway on a non-loopback address without TLS: terminate TLS in front of it",
+                    extra={"host": self.gateway_host},
+                )
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

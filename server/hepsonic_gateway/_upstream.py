@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 from collections.abc import Iterable
 
+import aiohttp
 import grpc
 import httpx
 from tritonclient.grpc import service_pb2_grpc
@@ -23,6 +25,10 @@ _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
     ("grpc.keepalive_time_ms", 30_000),
+    # A restarted replica must be usable again within a health interval, not after gRPC's default back-off.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
 
@@ -38,12 +44,30 @@ class Replica:
             timeout=httpx.Timeout(30.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )
+        self._session: aiohttp.ClientSession | None = None
         self.channel = grpc.aio.insecure_channel(spec.grpc, options=_GRPC_OPTIONS)
         self.grpc = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        #: ModelInfer on bytes: the gateway forwards requests and answers without re-serialising them.
+        self.grpc_infer_raw = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         self.healthy = False
         self.outstanding = 0
         #: model -> versions READY on this replica (from Triton's repository index)
         self.ready_versions: dict[str, set[int]] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The hot-path HTTP client (aiohttp: several times less overhead per request than httpx here).
+
+        Created on first use, inside the running event loop. Answers are relayed as they come: no decompression.
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                base_url=f"http://{self.spec.http}",
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=512, keepalive_timeout=30),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
 
     def serves(self, model: str, version: int | None) -> bool:
         """Whether this replica has ``model`` (at ``version``) READY."""
@@ -53,7 +77,9 @@ class Replica:
     async def probe(self) -> bool:
         """Refresh health and the READY versions; a failure marks the replica unhealthy."""
         try:
-            ready = await self.http.get("/v2/health/ready", timeout=2.0)
+            # Liveness, not readiness: with explicit model control Triton reports not-ready while *another*
+            # model loads (triton-inference-server/server#7014); what a replica serves comes from its index.
+            live = await self.http.get("/v2/health/live", timeout=2.0)
             index = await self.http.post("/v2/repository/index", json={"ready": True}, timeout=2.0)
             index.raise_for_status()
         except (httpx.HTTPError, OSError):
@@ -64,7 +90,7 @@ class Replica:
             if item.get("state") == "READY" and str(item.get("version", "")).isdigit():
                 versions.setdefault(item["name"], set()).add(int(item["version"]))
         self.ready_versions = versions
-        was_healthy, self.healthy = self.healthy, ready.status_code == 200
+        was_healthy, self.healthy = self.healthy, live.status_code == 200
         if self.healthy and not was_healthy:
             log.info("replica healthy", extra={"replica": self.name})
         return self.healthy
@@ -78,6 +104,8 @@ class Replica:
     async def close(self) -> None:
         """Close both connections."""
         await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
         await self.channel.close()
 
 
@@ -143,7 +171,10 @@ class Pool:
         if not candidates:
             what = model if version is None else f"{model} version {version}"
             raise Unavailable(f"no healthy Triton replica in pool {self.name!r} serves {what}")
-        return min(candidates, key=lambda r: r.outstanding)
+        fewest = min(r.outstanding for r in candidates)
+        tied = [r for r in candidates if r.outstanding == fewest]
+        # Random among equals: sequential clients would otherwise always land on the first replica.
+        return tied[0] if len(tied) == 1 else random.choice(tied)
 
     def ready_versions(self, model: str) -> set[int]:
         """Versions of ``model`` READY on at least one healthy replica."""

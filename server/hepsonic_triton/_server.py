@@ -52,6 +52,8 @@ def sweep_stale_shm_regions() -> list[Path]:
 def check_port_free(host: str, port: int, what: str) -> None:
     """Raise :class:`PortInUseError` naming ``what`` when ``host:port`` cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like the servers themselves: a port in TIME_WAIT (after a restart) is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -1,0 +1,397 @@
+"""The gateway's tax: the same load against Triton directly and through the gateway, in one run.
+
+    python loadtests/bench_gateway.py [--model ringer] [--duration 2] [--concurrency 1,2,4,8,16,32]
+
+Starts a real Triton on a one-model repository derived from ``model_repository/`` and the gateway in front of it
+(its own process, as deployed), then for HTTP and gRPC, batch 1 and batch 64, and every concurrency, drives
+``--duration`` seconds of closed-loop load (stock ``tritonclient`` aio clients in a separate process) against
+Triton and against the gateway, interleaved so that drift hits both alike. Prints a table, writes
+``loadtests/results/bench_gateway.json`` and ``bench_gateway.png``. Targets (issue 4): through the gateway
+>= 85 % of direct throughput and <= 0.5 ms added p50 latency for ringer batch 64 at 8 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_THROUGHPUT_RATIO = 0.85
+TARGET_ADDED_P50_MS = 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _inputs(config: Any, batch: int) -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(0)
+    return {
+        item.name: rng.normal(0.5, 0.5, (batch, *item.dims)).astype(np.float32)
+        for item in config.input  # every served input is FP32 (models/hepsonic_models/specs.py)
+    }
+
+
+async def _drive(
+    protocol: str, url: str, model: str, arrays: dict[str, Any], clients: int, seconds: float
+) -> list[float]:
+    """Closed-loop load: ``clients`` concurrent requesters; returns per-request latencies (s)."""
+    if protocol == "grpc":
+        import tritonclient.grpc.aio as aioclient  # noqa: PLC0415
+    else:
+        import tritonclient.http.aio as aioclient  # noqa: PLC0415
+    client = aioclient.InferenceServerClient(url)
+    tensors = []
+    for name, array in arrays.items():
+        tensor = aioclient.InferInput(name, list(array.shape), "FP32")
+        if protocol == "grpc":
+            tensor.set_data_from_numpy(array)
+        else:
+            tensor.set_data_from_numpy(array, binary_data=True)
+        tensors.append(tensor)
+    latencies: list[float] = []
+    warmup_end = time.perf_counter() + min(0.5, seconds / 4)
+    end = warmup_end + seconds
+
+    async def requester() -> None:
+        while True:
+            started = time.perf_counter()
+            if started >= end:
+                return
+            await client.infer(model, tensors)
+            if started >= warmup_end:
+                latencies.append(time.perf_counter() - started)
+
+    try:
+        await asyncio.gather(*(requester() for _ in range(clients)))
+    finally:
+        await client.close()
+    return latencies
+
+
+def _point(args: tuple[str, str, str, dict[str, Any], int, float]) -> list[float]:
+    return asyncio.run(_drive(*args))
+
+
+def _summary(latencies: list[float], seconds: float, batch: int) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return 1e3 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    return {
+        "requests": len(ordered),
+        "requests_per_s": len(ordered) / seconds,
+        "inferences_per_s": len(ordered) * batch / seconds,
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "mean_ms": 1e3 * statistics.fmean(ordered) if ordered else float("nan"),
+    }
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc), to report the gateway's CPU cost per request:
+    unlike latency it does not depend on how busy the shared machine is."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _gateway_sums(url: str, model: str) -> tuple[float, float, float, float]:
+    """(request sum, request count, upstream sum, upstream count) of the gateway's own histograms for
+    ``model``: their mean difference is the time a request spends *inside* the gateway."""
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+
+    def total(metric: str) -> float:
+        pattern = rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} ([0-9.e+-]+)$'
+        return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+    return (
+        total("hepsonic_gateway_request_duration_seconds_sum"),
+        total("hepsonic_gateway_request_duration_seconds_count"),
+        total("hepsonic_gateway_upstream_duration_seconds_sum"),
+        total("hepsonic_gateway_upstream_duration_seconds_count"),
+    )
+
+
+def _one_model_repository(model: str, workdir: Path) -> Path:
+    repository = workdir / "repository"
+    repository.mkdir()
+    (repository / model).symlink_to((REPO_ROOT / "model_repository" / model).resolve())
+    return repository
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from hepsonic_triton import TritonConfig, TritonServer, load_repository  # noqa: PLC0415
+    from hepsonic_triton.stack import GatewayProcess  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", help="default: ringer when model_repository/ has it, else particlenet_lite"
+    )
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per point (default 2)")
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32")
+    parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--protocols", default="http,grpc")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
+    args = parser.parse_args(argv)
+    model = args.model or (
+        "ringer" if (REPO_ROOT / "model_repository" / "ringer").is_dir() else "particlenet_lite"
+    )
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    protocols = args.protocols.split(",")
+    if model != "ringer":
+        print(f"note: ringer is not in model_repository/ yet; measuring {model} instead", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="hepsonic-bench-"))
+    try:
+        repository = _one_model_repository(model, workdir)
+        entry = load_repository(repository)[0]
+        config = TritonConfig(
+            repository=repository,
+            http_port=_free_port(),
+            grpc_port=_free_port(),
+            metrics_port=_free_port(),
+            threads=1,
+            workdir=workdir / "triton",
+        )
+        results: list[dict[str, Any]] = []
+        with TritonServer(config) as triton:
+            gateway = GatewayProcess(
+                host="127.0.0.1",
+                http_port=_free_port(),
+                grpc_port=_free_port(),
+                triton_http=triton.http_url,
+                triton_grpc=triton.grpc_url,
+            )
+            gateway.env["HEPSONIC_LOG_LEVEL"] = "WARNING"
+            gateway.start()
+            urls = {
+                ("direct", "http"): triton.http_url,
+                ("direct", "grpc"): triton.grpc_url,
+                ("gateway", "http"): f"127.0.0.1:{gateway.http_port}",
+                ("gateway", "grpc"): f"127.0.0.1:{gateway.grpc_port}",
+            }
+            points = [
+                (p, b, c, path)
+                for p in protocols
+                for b in batches
+                for c in concurrencies
+                for path in ("direct", "gateway")
+            ]
+            context = multiprocessing.get_context("spawn")
+            try:
+                with context.Pool(1) as pool, tqdm(points, desc="bench", unit="point") as progress:
+                    for protocol, batch, clients, path in progress:
+                        progress.set_postfix_str(f"{protocol} b{batch} c{clients} {path}")
+                        arrays = _inputs(entry.config, batch)
+                        gateway_pid = gateway.process.pid if gateway.process else None
+                        cpu_before = _cpu_seconds(gateway_pid)
+                        sums_before = _gateway_sums(urls[("gateway", "http")], model)
+                        latencies = pool.apply(
+                            _point,
+                            ((protocol, urls[(path, protocol)], model, arrays, clients, args.duration),),
+                        )
+                        cpu_after = _cpu_seconds(gateway_pid)
+                        sums_after = _gateway_sums(urls[("gateway", "http")], model)
+                        summary = _summary(latencies, args.duration, batch)
+                        if path == "gateway" and cpu_before is not None and cpu_after is not None:
+                            # Includes the warm-up requests, which are not in `requests`: an upper bound.
+                            warm = summary["requests"] * (1 + min(0.5, args.duration / 4) / args.duration)
+                            summary["gateway_cpu_ms_per_request"] = (
+                                1e3 * (cpu_after - cpu_before) / max(warm, 1)
+                            )
+                        if path == "gateway":
+                            request_sum, request_n, upstream_sum, upstream_n = (
+                                after - before for after, before in zip(sums_after, sums_before, strict=True)
+                            )
+                            if request_n and upstream_n:
+                                summary["gateway_internal_ms"] = 1e3 * (
+                                    request_sum / request_n - upstream_sum / upstream_n
+                                )
+                        results.append(
+                            {
+                                "path": path,
+                                "protocol": protocol,
+                                "batch": batch,
+                                "clients": clients,
+                                **summary,
+                            }
+                        )
+            finally:
+                gateway.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = _report(results, model, args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = f"bench_gateway{('_' + args.tag) if args.tag else ''}"
+    (args.output / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    _plot(results, model, args.output / f"{stem}.png")
+    (args.output / f"{stem}.md").write_text(markdown(report, f"{stem}.png"))
+    print(f"wrote {args.output / stem}.json, .png and .md")
+    return 0
+
+
+def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace) -> dict[str, Any]:
+    by_key = {(r["path"], r["protocol"], r["batch"], r["clients"]): r for r in results}
+    comparisons = []
+    print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point)")
+    print(f"{'proto':<5} {'batch':>5} {'clients':>7} {'direct req/s':>12} {'gw req/s':>9} {'ratio':>6} "
+          f"{'direct p50':>10} {'gw p50':>8} {'added p50':>9} {'gw CPU/req':>10} {'in gw':>8}")  # fmt: skip
+    for (path, protocol, batch, clients), direct in sorted(by_key.items()):
+        if path != "direct":
+            continue
+        gateway = by_key[("gateway", protocol, batch, clients)]
+        ratio = (
+            gateway["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else float("nan")
+        )
+        added = gateway["p50_ms"] - direct["p50_ms"]
+        cpu = gateway.get("gateway_cpu_ms_per_request", float("nan"))
+        inside = gateway.get("gateway_internal_ms", float("nan"))
+        comparisons.append(
+            {
+                "protocol": protocol,
+                "batch": batch,
+                "clients": clients,
+                "throughput_ratio": ratio,
+                "added_p50_ms": added,
+                "gateway_cpu_ms_per_request": cpu,
+                "gateway_internal_ms": inside,
+            }
+        )
+        print(f"{protocol:<5} {batch:>5} {clients:>7} {direct['requests_per_s']:>12.0f} {gateway['requests_per_s']:>9.0f} "
+              f"{ratio:>6.2f} {direct['p50_ms']:>8.2f}ms {gateway['p50_ms']:>6.2f}ms {added:>7.2f}ms {cpu:>8.3f}ms {inside:>6.3f}ms")  # fmt: skip
+    targets = [c for c in comparisons if c["batch"] == 64 and c["clients"] == 8]
+    for c in targets:
+        ok = c["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO and c["added_p50_ms"] <= TARGET_ADDED_P50_MS
+        print(f"target {model} b64 c8 {c['protocol']}: throughput {100 * c['throughput_ratio']:.0f} % of direct "
+              f"(>= 85 %), added p50 {c['added_p50_ms']:.2f} ms (<= 0.5 ms): {'MET' if ok else 'MISSED'}")  # fmt: skip
+    return {
+        "model": model,
+        "duration_s": args.duration,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
+        "load_average_at_end": os.getloadavg(),
+        "results": results,
+        "comparisons": comparisons,
+        "targets": {"throughput_ratio": TARGET_THROUGHPUT_RATIO, "added_p50_ms": TARGET_ADDED_P50_MS},
+    }
+
+
+def markdown(report: dict[str, Any], png: str) -> str:
+    """The report as Markdown: the comparison table, the targets and the plot."""
+    lines = [
+        f"# Gateway tax: {report['model']}, direct Triton vs through the gateway",
+        "",
+        (
+            f"{report['duration_s']:g} s per point; machine: {report['machine']['cpus']} CPUs "
+            f"({report['machine']['platform']}), load average at the end "
+            f"{', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}. "
+            "`in gw` = mean time inside the gateway process (its request histogram minus its upstream histogram); "
+            "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks)."
+        ),
+        "",
+        "| protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) | gw CPU/req (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c['protocol']} | {c['batch']} | {c['clients']} | {c['throughput_ratio']:.2f} | "
+        f"{c['added_p50_ms']:.2f} | {c['gateway_internal_ms']:.3f} | {c['gateway_cpu_ms_per_request']:.3f} |"
+        for c in report["comparisons"]
+    ]
+    targets = report["targets"]
+    lines += [
+        "",
+        (
+            f"Targets (batch 64, 8 clients): throughput ratio >= {targets['throughput_ratio']}, "
+            f"added p50 <= {targets['added_p50_ms']} ms."
+        ),
+        "",
+        f"![gateway tax]({png})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(results: list[dict[str, Any]], model: str, path: Path) -> None:
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    panels = sorted({(r["protocol"], r["batch"]) for r in results})
+    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 7), squeeze=False)
+    for column, (protocol, batch) in enumerate(panels):
+        for path_name, style, color in (("direct", "o-", "tab:blue"), ("gateway", "s--", "tab:orange")):
+            rows = sorted(
+                (
+                    r
+                    for r in results
+                    if (r["protocol"], r["batch"], r["path"]) == (protocol, batch, path_name)
+                ),
+                key=lambda r: r["clients"],
+            )
+            clients = [r["clients"] for r in rows]
+            axes[0][column].plot(
+                clients, [r["inferences_per_s"] for r in rows], style, color=color, label=path_name
+            )
+            axes[1][column].plot(
+                clients, [r["p50_ms"] for r in rows], style, color=color, label=f"{path_name} p50"
+            )
+            axes[1][column].plot(
+                clients, [r["p99_ms"] for r in rows], style, color=color, alpha=0.35, label=f"{path_name} p99"
+            )
+        axes[0][column].set_title(f"{protocol}, batch {batch}")
+        axes[0][column].set_ylabel("inferences / s")
+        axes[1][column].set_ylabel("latency (ms)")
+        axes[1][column].set_yscale("log")
+        for row in (0, 1):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_xlabel("concurrent clients")
+            axes[row][column].legend(fontsize=7)
+    fig.suptitle(f"hepsonic gateway tax: {model}, direct Triton vs through the gateway")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

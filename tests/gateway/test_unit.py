@@ -1,0 +1,339 @@
+"""Fast unit tests of the gateway's logic: routing file, versions and splits, auth, validation, admission,
+retries, settings, error tables and the public API. No process is started."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from pydantic import ValidationError
+
+import hepsonic_gateway
+from hepsonic_gateway import (
+    DataPlane,
+    GatewayError,
+    InvalidRequest,
+    KeyStore,
+    ModelSchema,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    RolloutPlan,
+    RouteOverride,
+    RoutingConfig,
+    Settings,
+    TensorHeader,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+    check_request,
+    hash_key,
+    parse_http_request,
+)
+from hepsonic_gateway._dataplane import ReplicaUnreachable
+from hepsonic_gateway._grpc import code_of
+from hepsonic_gateway._rest import status_of
+from hepsonic_gateway._upstream import Replica
+
+ROUTING = {
+    "pools": {"default": {"endpoints": [{"http": "127.0.0.1:1", "grpc": "127.0.0.1:2"}]}},
+    "models": {
+        "*": {"pool": "default"},
+        "ringer": {"aliases": {"stable": 1, "canary": 2}, "split": {"stable": 90, "canary": 10}},
+    },
+}
+SCHEMA = ModelSchema.from_triton_config(
+    "ringer",
+    2,
+    {
+        "max_batch_size": 64,
+        "input": [
+            {"name": "rings", "data_type": "TYPE_FP32", "dims": [100]},
+            {"name": "et", "data_type": "TYPE_FP32", "dims": [1]},
+        ],
+        "parameters": {"sha256/2": {"string_value": "ab" * 32}},
+    },
+)
+
+
+def test_public_api() -> None:
+    assert set(hepsonic_gateway.__all__) >= {
+        "DataPlane",
+        "create_rest_app",
+        "create_grpc_server",
+        "Settings",
+        "RoutingConfig",
+        "KeyStore",
+        "Rollouts",
+    }
+    for name in hepsonic_gateway.__all__:
+        assert getattr(hepsonic_gateway, name) is not None
+    assert not any(name.startswith("_") for name in hepsonic_gateway.__all__)
+
+
+def _subclasses(cls: type[GatewayError]) -> list[type[GatewayError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+@pytest.mark.parametrize("cls", _subclasses(GatewayError), ids=lambda c: c.__name__)
+def test_every_domain_error_has_a_status_on_both_protocols(cls: type[GatewayError]) -> None:
+    if cls.__name__ == "UpstreamError":
+        exc: GatewayError = cls("x", http_status=404)  # type: ignore[call-arg]
+    elif cls is Overloaded:
+        exc = Overloaded("x", retry_after_s=1.0)
+    else:
+        exc = cls("x")
+    assert 400 <= status_of(exc) < 600
+    assert status_of(exc) != 500
+    assert code_of(exc) not in (grpc.StatusCode.OK, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+
+
+def test_routing_file_is_validated(tmp_path: Path) -> None:
+    assert RoutingConfig.model_validate(ROUTING).policy("anything") is not None
+    bad_split = {**ROUTING, "models": {"m": {"split": {"beta": 1}}}}
+    with pytest.raises(ValidationError, match="neither a version nor an alias"):
+        RoutingConfig.model_validate(bad_split)
+    with pytest.raises(ValidationError, match="unknown pool"):
+        RoutingConfig.model_validate({**ROUTING, "models": {"m": {"pool": "gpu"}}})
+    both = {"endpoints": [{"http": "a:1", "grpc": "a:2"}], "discover": {"host": "triton"}}
+    with pytest.raises(ValidationError, match="exactly one"):
+        RoutingConfig.model_validate({"pools": {"default": both}})
+    with pytest.raises(ValidationError, match="extra"):
+        RoutingConfig.model_validate({**ROUTING, "typo": 1})
+
+
+def _plane(**replica_versions: set[int]) -> DataPlane:
+    """A data plane whose replicas' health and READY versions are set by hand (no network)."""
+    endpoints = [{"http": f"127.0.0.1:{i + 10}", "grpc": f"127.0.0.1:{i + 20}"} for i in range(2)]
+    routing = RoutingConfig.model_validate({**ROUTING, "pools": {"default": {"endpoints": endpoints}}})
+    plane = DataPlane(routing)
+    for replica in plane.pools["default"].replicas:
+        replica.healthy = True
+        replica.ready_versions = dict(replica_versions)
+    return plane
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_versions_aliases_and_errors() -> None:
+    async def check() -> None:
+        plane = _plane(ringer={1, 2}, other={3})
+        assert plane.resolve("ringer", "1").version == 1
+        assert plane.resolve("ringer", "canary").version == 2
+        assert plane.resolve("ringer", "latest").version == 2
+        assert plane.resolve("other", None).version == 3
+        with pytest.raises(NotFound, match="served versions: 1, 2"):
+            plane.resolve("ringer", "5")
+        with pytest.raises(NotFound, match="no version or alias 'beta'"):
+            plane.resolve("ringer", "beta")
+        with pytest.raises(NotFound, match="unknown model 'nope'"):
+            plane.resolve("nope", None)
+        for replica in plane.pools["default"].replicas:
+            replica.healthy = False
+        with pytest.raises(Unavailable):
+            plane.resolve("ringer", "1")
+        await plane.close()
+
+    _run(check())
+
+
+def test_split_is_weighted_and_sticky() -> None:
+    async def check() -> None:
+        plane = _plane(ringer={1, 2})
+        unkeyed = collections.Counter(plane.resolve("ringer", None).version for _ in range(4000))
+        assert abs(unkeyed[2] - 400) < 4 * (4000 * 0.1 * 0.9) ** 0.5
+        keyed = {f"job{i}": plane.resolve("ringer", None, route_key=f"job{i}").version for i in range(2000)}
+        assert all(
+            plane.resolve("ringer", None, route_key=k).version == v for k, v in list(keyed.items())[:200]
+        )
+        assert abs(sum(v == 2 for v in keyed.values()) - 200) < 4 * (2000 * 0.1 * 0.9) ** 0.5
+        # Run-time override (what a rollout step does) takes effect at once and is reported.
+        plane.set_route("ringer", RouteOverride(split={"canary": 1}))
+        assert {plane.resolve("ringer", None).version for _ in range(50)} == {2}
+        assert plane.routes_report()["models"]["ringer"]["override"] is True
+        with pytest.raises(ValidationError):
+            plane.set_route("ringer", RouteOverride(split={"nightly": 1}))
+        plane.clear_route("ringer")
+        assert plane.policy("ringer").split == {"stable": 90, "canary": 10}
+        await plane.close()
+
+    _run(check())
+
+
+def test_admission_queue_then_refusal_with_retry_hint() -> None:
+    async def check() -> None:
+        routing = {**ROUTING, "models": {"*": {"max_inflight": 1, "max_queue": 1}}}
+        plane = DataPlane(RoutingConfig.model_validate(routing))
+        replica = plane.pools["default"].replicas[0]
+        replica.healthy, replica.ready_versions = True, {"m": {1}}
+        release = asyncio.Event()
+
+        async def slow(_: Replica) -> str:
+            await release.wait()
+            return "ok"
+
+        target = plane.resolve("m", "1")
+        first = asyncio.ensure_future(plane.forward(target, slow))
+        second = asyncio.ensure_future(plane.forward(target, slow))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as refused:
+            await plane.forward(target, slow)
+        assert refused.value.retry_after_s > 0
+        assert "limits 1/1" in refused.value.message
+        release.set()
+        assert await first == await second == "ok"
+        assert await plane.forward(target, slow) == "ok"  # recovered
+        assert plane.inflight_versions[("m", 1)] == 0
+        await plane.close()
+
+    _run(check())
+
+
+def test_unreachable_replica_is_retried_elsewhere_and_ejected() -> None:
+    async def check() -> None:
+        plane = _plane(ringer={1})
+        first, second = plane.pools["default"].replicas
+        calls: list[str] = []
+
+        async def flaky(replica: Replica) -> str:
+            calls.append(replica.name)
+            if replica is first:
+                raise ReplicaUnreachable("connection refused")
+            return replica.name
+
+        first.outstanding = -1  # make `first` the least loaded, so it is picked first
+        assert await plane.forward(plane.resolve("ringer", "1"), flaky) == second.name
+        assert calls == [first.name, second.name]
+        assert not first.healthy
+
+        async def dead(replica: Replica) -> str:
+            raise ReplicaUnreachable("down")
+
+        first.healthy = True
+        with pytest.raises(Unavailable, match="unreachable"):
+            await plane.forward(plane.resolve("ringer", "1"), dead)
+        await plane.close()
+
+    _run(check())
+
+
+def test_keys_and_principals(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "keys": [
+                    {"name": "reco", "sha256": hash_key("k1"), "models": ["ringer", "part*"]},
+                    {
+                        "name": "hlt",
+                        "sha256": hash_key("k2").upper(),
+                        "models": ["ringer"],
+                        "versions": ["stable"],
+                    },
+                    {"name": "ops", "sha256": hash_key("changeme"), "admin": True},
+                ]
+            }
+        )
+    )
+    keys = KeyStore.from_file(path)
+    assert keys.well_known_keys() == ["ops"]
+    reco = keys.authenticate("Bearer k1")
+    assert reco.authorize("part_small", "1") == "1"
+    with pytest.raises(PermissionDenied, match="'reco' may not use model 'calo_gan'"):
+        reco.authorize("calo_gan", None)
+    with pytest.raises(PermissionDenied, match="admin scope"):
+        reco.require_admin("reload")
+    hlt = keys.authenticate("bearer k2")
+    assert hlt.authorize("ringer", None) == "stable"
+    with pytest.raises(PermissionDenied, match="allowed: stable"):
+        hlt.authorize("ringer", "canary")
+    keys.authenticate("Bearer changeme").require_admin("reload")
+    for header in (None, "", "Basic abc", "Bearer ", "Bearer nope"):
+        with pytest.raises(Unauthenticated) as caught:
+            keys.authenticate(header)
+        assert "nope" not in caught.value.message  # never echo a key
+    path.write_text(
+        yaml.safe_dump({"keys": [{"name": "a", "sha256": "0" * 64}, {"name": "a", "sha256": "1" * 64}]})
+    )
+    with pytest.raises(ValidationError, match="same name"):
+        KeyStore.from_file(path)
+
+
+def test_settings_refuse_unsafe_production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HEPSONIC_API_KEYS_FILE", "HEPSONIC_ROUTING_FILE", "HEPSONIC_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().environment == "development"
+    with pytest.raises(ValidationError, match="requires HEPSONIC_API_KEYS_FILE"):
+        Settings(environment="production")
+    example = tmp_path / "keys.yaml"
+    example.write_text(yaml.safe_dump({"keys": [{"name": "demo", "sha256": hash_key("changethis")}]}))
+    with pytest.raises(ValidationError, match="documented example"):
+        Settings(environment="production", api_keys_file=example)
+    real = tmp_path / "real.yaml"
+    real.write_text(yaml.safe_dump({"keys": [{"name": "reco", "sha256": hash_key("a-long-random-key")}]}))
+    assert Settings(environment="production", api_keys_file=real).api_keys_file == real
+    with pytest.raises(ValidationError, match="both"):
+        Settings(tls_cert_file=real)
+    broken = tmp_path / "routing.yaml"
+    broken.write_text("pools: {}\nmodels: {m: {pool: gpu}}\n")
+    with pytest.raises(ValidationError, match="unknown pool"):
+        Settings(routing_file=broken)
+
+
+def test_validation_messages_name_model_input_expected_and_got() -> None:
+    good = [
+        TensorHeader("rings", "FP32", (8, 100), byte_size=3200),
+        TensorHeader("et", "FP32", (8, 1), data_count=8),
+    ]
+    assert check_request(SCHEMA, good, max_elements=10**6) == 8
+    assert SCHEMA.sha256 == "ab" * 32
+    cases: list[tuple[list[TensorHeader], str]] = [
+        ([good[0]], "input 'et' is missing (expected FP32 [-1, 1])"),
+        ([*good, TensorHeader("eta", "FP32", (8, 1))], "has no input 'eta'"),
+        ([TensorHeader("rings", "FP64", (8, 100)), good[1]], "expected datatype FP32, got 'FP64'"),
+        (
+            [TensorHeader("rings", "FP32", (8, 99)), good[1]],
+            "expected shape [-1, 100] with batch <= 64, got [8, 99]",
+        ),
+        ([TensorHeader("rings", "FP32", (8, 100), byte_size=3199), good[1]], "needs 3200 bytes, got 3199"),
+        ([TensorHeader("rings", "FP32", (65, 100)), good[1]], "exceeds the model's max_batch_size 64"),
+        ([good[0], TensorHeader("et", "FP32", (4, 1))], "differs from the other inputs' 8"),
+    ]
+    for tensors, message in cases:
+        with pytest.raises(InvalidRequest) as caught:
+            check_request(SCHEMA, tensors, max_elements=10**6)
+        assert message in caught.value.message
+        assert "'ringer' version 2" in caught.value.message
+    with pytest.raises(TooLarge, match="exceed the gateway's limit of 100"):
+        check_request(SCHEMA, good, max_elements=100)
+
+
+def test_http_request_headers_are_read_without_the_binary_part() -> None:
+    header = b'{"inputs":[{"name":"et","shape":[2,1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}'
+    tensors = parse_http_request(header + b"\xff" * 8, len(header), model="ringer")
+    assert tensors == [TensorHeader("et", "FP32", (2, 1), byte_size=8)]
+    with pytest.raises(InvalidRequest, match="declare 8 bytes of binary data, the request carries 7"):
+        parse_http_request(header + b"\xff" * 7, len(header), model="ringer")
+    with pytest.raises(InvalidRequest, match="Inference-Header-Content-Length is 999"):
+        parse_http_request(header, 999, model="ringer")
+    with pytest.raises(InvalidRequest, match="does not parse"):
+        parse_http_request(b"{not json", None, model="ringer")
+    nested = b'{"inputs":[{"name":"et","shape":[2,1],"datatype":"FP32","data":[[1],[2]]}]}'
+    assert parse_http_request(nested, None, model="ringer")[0].data_count == 2
+
+
+def test_rollout_plans_are_validated() -> None:
+    assert RolloutPlan(model="m", to_version=2).steps == (10, 50, 100)
+    for steps in ((10, 50), (50, 10, 100), (0, 100), (10, 150)):
+        with pytest.raises(InvalidRequest, match="steps"):
+            RolloutPlan(model="m", to_version=2, steps=steps)
