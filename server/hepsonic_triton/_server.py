@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -21,21 +20,11 @@ from typing import IO, Literal, Self
 from ._distribution import TritonDistribution
 from ._errors import PortInUseError, TritonStartError
 from ._repository import ModelEntry, derive_runtime_repository, load_repository
+from ._signals import terminate_with_parent
 
 __all__ = ["TritonConfig", "TritonServer", "check_port_free", "sweep_stale_shm_regions"]
 
 _SHM_DIR = Path("/dev/shm")
-_PR_SET_PDEATHSIG = 1
-
-
-def _terminate_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux prctl).
-
-    Triton runs in its own session (so stopping it ends its stubs too); without this a killed launcher
-    would leave it orphaned.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def sweep_stale_shm_regions() -> list[Path]:
@@ -189,7 +178,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # own process group: stopping it ends the stubs too
-            preexec_fn=_terminate_with_parent,  # noqa: PLW1509  (prctl only; no locks taken)
+            preexec_fn=terminate_with_parent,  # noqa: PLW1509  (prctl only; no locks taken)
         )
         try:
             self._wait_ready(timeout_s)

@@ -1,12 +1,26 @@
-"""Block until SIGINT/SIGTERM, so foreground commands stop what they started."""
+"""Process lifetime: block until SIGINT/SIGTERM, and make children die with their launcher."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import signal
 import threading
 from types import FrameType
 
-__all__ = ["wait_for_shutdown_signal"]
+__all__ = ["terminate_with_parent", "wait_for_shutdown_signal"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def terminate_with_parent() -> None:
+    """``preexec_fn`` for children in their own session: SIGTERM them when the launcher dies, even by SIGKILL.
+
+    Our children get their own process group (so stopping one ends its stubs too); without this a launcher
+    killed outright would leave them orphaned. Linux prctl; a no-op elsewhere.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for_shutdown_signal(*, poll: threading.Event | None = None) -> int:

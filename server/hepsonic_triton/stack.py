@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ._errors import TritonError, TritonStartError
 from ._server import TritonServer, check_port_free
-from ._signals import wait_for_shutdown_signal
+from ._signals import terminate_with_parent, wait_for_shutdown_signal
 from .cli import _env, add_triton_arguments, config_from_args
 
 __all__ = ["GatewayProcess", "main"]
@@ -55,7 +55,10 @@ class GatewayProcess:
         check_port_free(self.host, self.http_port, "gateway HTTP")
         check_port_free(self.host, self.grpc_port, "gateway gRPC")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hepsonic_gateway"], env=self.env, start_new_session=True
+            [sys.executable, "-m", "hepsonic_gateway"],
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=terminate_with_parent,  # noqa: PLW1509  (prctl only; no locks taken)
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -185,3 +185,23 @@ def test_killing_the_launcher_outright_still_stops_triton(
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_killing_serve_outright_leaves_nothing_running(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    process = _serve(toy_repository(), [free_port() for _ in range(5)])
+    try:
+        assert "Press Ctrl-C" in _read_until(process, "Press Ctrl-C")
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert any("hepsonic_gateway" in " ".join(p.cmdline()) for p in descendants)
+        process.kill()
+        process.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=20)
+        assert alive == [], f"orphaned: {alive}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
