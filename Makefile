@@ -38,3 +38,39 @@ models: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
+
+# --- Load tests, benchmarks, observability (docs/loadtesting.md) -----------------------------------
+# Against a stack started with `make serve` (override the addresses for any other stack).
+LOADTEST_HOST      ?= http://127.0.0.1:8080
+LOADTEST_GRPC_HOST ?= 127.0.0.1:8081
+TRITON_METRICS     ?= 127.0.0.1:8002
+PROMETHEUS_PORT    ?= 9090
+BENCH_OUT          ?= loadtests/results/cpu-2core
+
+.PHONY: loadtest bench bench-quick prometheus screenshots dashboards
+
+# A bounded headless locust run with JSON + HTML reports; exits 3 when a threshold is exceeded.
+loadtest: $(STAMP)
+	$(BIN)/python -m loadtests.loadtest --host $(LOADTEST_HOST) --grpc-host $(LOADTEST_GRPC_HOST) $(ARGS)
+
+# The full benchmark sweep (starts its own servers; about 10 minutes) -> $(BENCH_OUT)/report.md.
+bench: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" nice -n 10 $(BIN)/python -m loadtests.bench --budget-s 600 --out $(BENCH_OUT) $(ARGS)
+
+bench-quick: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m loadtests.bench --quick --budget-s 60 --out out/bench-quick $(ARGS)
+
+# Debian's Prometheus (apt-get install -y prometheus) next to `make serve`, on 127.0.0.1:$(PROMETHEUS_PORT).
+prometheus: $(STAMP)
+	$(BIN)/python -m loadtests.observability prometheus --triton-metrics $(TRITON_METRICS) \
+		--gateway $(subst http://,,$(LOADTEST_HOST)) --port $(PROMETHEUS_PORT)
+
+# PNGs of a Prometheus graph and of the locust UI (apt-get install -y chromium), with `make serve` and
+# `make prometheus` running.
+screenshots: $(STAMP)
+	$(BIN)/python -m loadtests.observability screenshots --prometheus http://127.0.0.1:$(PROMETHEUS_PORT) \
+		--host $(LOADTEST_HOST) --grpc-host $(LOADTEST_GRPC_HOST) $(ARGS)
+
+# Regenerate deploy/grafana/dashboards/hepsonic.json from loadtests/dashboards.py.
+dashboards: $(STAMP)
+	$(BIN)/python -m loadtests.dashboards

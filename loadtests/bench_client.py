@@ -21,7 +21,6 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,13 +31,15 @@ import numpy as np
 from hepsonic_client import Batcher, BatchingOptions, Client, EmbeddedTriton
 
 
-def _inputs(client: Client, model: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _inputs(
+    client: Client, model: str, batch: int, rng: np.random.Generator
+) -> dict[str, np.ndarray[Any, Any]]:
     meta = client.metadata(model)
     return {t.name: rng.normal(size=(batch, *list(t.shape[1:]))).astype(np.float32) for t in meta.inputs}
 
 
 def bench_overhead(
-    address: str, model: str, inputs: dict[str, np.ndarray], repeats: int, rounds: int
+    address: str, model: str, inputs: dict[str, np.ndarray[Any, Any]], repeats: int, rounds: int
 ) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient  # noqa: PLC0415
 
@@ -59,7 +60,8 @@ def bench_overhead(
         for _ in range(repeats):
             client.infer(model, inputs)
 
-    run_raw(), run_client()  # warm-up
+    run_raw()  # warm-up
+    run_client()
     raw_times, client_times = [], []
     for _ in range(rounds):  # interleaved rounds: drifts of a shared machine hit both equally
         start = time.perf_counter()
@@ -83,7 +85,7 @@ def bench_overhead(
 
 
 def bench_batcher(
-    address: str, model: str, objects: dict[str, np.ndarray], threads: int, max_batch: int
+    address: str, model: str, objects: dict[str, np.ndarray[Any, Any]], threads: int, max_batch: int
 ) -> dict[str, Any]:
     n = next(iter(objects.values())).shape[0]
     client = Client(f"grpc://{address}")
@@ -155,44 +157,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server", help="host:port of a gRPC Triton/gateway (default: start one)")
     parser.add_argument(
-        "--repository", type=Path, default=None, help="repository to serve (default: tiny test model)"
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="repository to serve when no --server",
     )
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="particlenet_lite")
     parser.add_argument("--batch", type=int, default=64, help="batch size of the overhead test")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--objects", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("reports/client"))
+    parser.add_argument("--out", type=Path, default=Path("loadtests/results/client"))
     args = parser.parse_args(argv)
     server = None
-    with tempfile.TemporaryDirectory() as scratch:
-        if args.server is None:
-            repository = args.repository
-            if repository is None:
-                sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "client"))
-                from tiny_repository import write_tiny_repository  # noqa: PLC0415
-
-                repository = write_tiny_repository(Path(scratch))
-            print(f"starting hepsonic-triton on {repository} ...", flush=True)
-            server = EmbeddedTriton(repository).start()
-            address = server.grpc_address
-        else:
-            address = args.server
-        try:
-            rng = np.random.default_rng(0)
-            probe = Client(f"grpc://{address}")
-            batch_inputs = _inputs(probe, args.model, args.batch, rng)
-            objects = _inputs(probe, args.model, args.objects, rng)
-            probe.close()
-            print("overhead ...", flush=True)
-            overhead = bench_overhead(address, args.model, batch_inputs, args.repeats, args.rounds)
-            print("batcher ...", flush=True)
-            batcher = bench_batcher(address, args.model, objects, args.threads, args.max_batch)
-        finally:
-            if server is not None:
-                server.stop()
+    if args.server is None:
+        repository = args.repository
+        print(f"starting hepsonic-triton on {repository} ...", flush=True)
+        server = EmbeddedTriton(repository).start()
+        address = server.grpc_address
+    else:
+        address = args.server
+    try:
+        rng = np.random.default_rng(0)
+        probe = Client(f"grpc://{address}")
+        batch_inputs = _inputs(probe, args.model, args.batch, rng)
+        objects = _inputs(probe, args.model, args.objects, rng)
+        probe.close()
+        print("overhead ...", flush=True)
+        overhead = bench_overhead(address, args.model, batch_inputs, args.repeats, args.rounds)
+        print("batcher ...", flush=True)
+        batcher = bench_batcher(address, args.model, objects, args.threads, args.max_batch)
+    finally:
+        if server is not None:
+            server.stop()
     result = {
         "model": args.model,
         "machine": f"{platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} cores)",
