@@ -11,7 +11,7 @@ Starts its own ``hepsonic-triton`` on a repository (default: a tiny test model; 
 model_repository --model particlenet_lite`` for a real one) unless ``--server`` is given. Prints the
 figures, writes ``--out``/bench_client.json and bench_client.png.
 
-    python loadtests/bench_client.py --out reports/client
+    python loadtests/bench_client.py            # starts hepsonic-triton on model_repository/
 """
 
 from __future__ import annotations
