@@ -137,3 +137,22 @@ def test_kde_of_a_vertex_is_found_by_the_peak_finder() -> None:
     z = np.repeat(vertices, 20) + rng.normal(0, 1, 60) * sigma
     found = find_vertices(build_kde(z, sigma)[0], threshold=5.0, integral_threshold=3.0)
     np.testing.assert_allclose(found, vertices, atol=0.1)
+
+
+def test_public_api_is_curated() -> None:
+    from hepsonic_client.physics import vertices  # noqa: PLC0415
+
+    assert set(vertices.__all__) == {
+        "BIN_WIDTH_MM",
+        "N_BINS",
+        "WIDE_KERNEL_MM",
+        "Z_MAX_MM",
+        "Z_MIN_MM",
+        "PeakFinder",
+        "bin_centers",
+        "build_kde",
+        "find_vertices",
+        "gaussian_cdf",
+        "peak_candidates",
+    }
+    assert all(hasattr(vertices, name) for name in vertices.__all__)

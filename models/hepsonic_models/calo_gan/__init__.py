@@ -4,7 +4,6 @@ parametrisation of :mod:`hepsonic_models.calorimeter`, served as a fast-simulati
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,15 +47,18 @@ def _sizes(smoke: bool) -> dict[str, int]:
 def _settings(smoke: bool) -> TrainingSettings:
     if smoke:
         return TrainingSettings(max_steps=10, max_seconds=10.0, batch_size=128)
-    return TrainingSettings(max_steps=40_000, max_seconds=780.0)
+    # A fixed step count keeps the build reproducible; the time limit only guards a very slow machine.
+    return TrainingSettings(max_steps=2500, max_seconds=1080.0)
 
 
-def _load(path: Path) -> Showers:
+def _load(path: Path) -> tuple[Showers, float]:
     with h5py.File(path, "r") as stream:
-        return {key: np.asarray(stream[key][:], dtype=np.float32) for key in stream}
+        seconds = float(stream.attrs.get("generation_seconds", float("nan")))
+        return {key: np.asarray(stream[key][:], dtype=np.float32) for key in stream}, seconds
 
 
-def _sample(ctx: BuildContext, label: str, n: int, seed: int, fixed: float | None) -> Showers:
+def _sample(ctx: BuildContext, label: str, n: int, seed: int, fixed: float | None) -> tuple[Showers, float]:
+    """A cached (or freshly generated) sample and the seconds its generation took."""
     path = ctx.workdir / "calo_gan" / f"{label.replace(' ', '')}_n{n}_seed{seed}.h5"
     if not path.exists():
         write_calogan_file(path, n, seed, fixed_energy_gev=fixed, jobs=ctx.jobs, desc=f"showers {label}")
@@ -71,19 +73,21 @@ def build(name: str, ctx: BuildContext) -> None:
     # One thread: on a shared 2-core machine more threads only oversubscribe (seen: 10x slower steps).
     torch.set_num_threads(1)
     sizes = _sizes(ctx.smoke)
-    start = time.perf_counter()
-    train = _sample(ctx, "train", sizes["train"], ctx.seed, None)
-    references = {"spectrum": _sample(ctx, "test", sizes["test"], ctx.seed + 1, None)}
+    train, data_seconds = _sample(ctx, "train", sizes["train"], ctx.seed, None)
+    spectrum, seconds = _sample(ctx, "test", sizes["test"], ctx.seed + 1, None)
+    references = {"spectrum": spectrum}
+    data_seconds += seconds
     for offset, energy in enumerate((10.0, 50.0, 90.0), start=2):
-        references[f"{energy:g} GeV"] = _sample(
-            ctx, f"E{energy:g}", sizes["fixed"], ctx.seed + offset, energy
-        )
-    data_seconds = time.perf_counter() - start
+        sample, seconds = _sample(ctx, f"E{energy:g}", sizes["fixed"], ctx.seed + offset, energy)
+        references[f"{energy:g} GeV"] = sample
+        data_seconds += seconds
 
     settings = _settings(ctx.smoke)
     generator, summary = train_generator(train, settings, ctx.seed)
     example = calo_gan_inputs(np.geomspace(1.0, 100.0, 16), ctx.seed)
-    info = export_version(spec, generator, 1, ctx.repository, example)
+    # Cells reach ~30 GeV, where float32 resolves ~2e-6: allow 1e-4 absolute (~3e-6 relative) instead of the
+    # default 1e-5, which differing summation orders in onnxruntime and PyTorch can exceed (seen: 1.3e-5).
+    info = export_version(spec, generator, 1, ctx.repository, example, atol=1e-4)
 
     reports = ctx.reports / name
     reports.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,10 @@ def build(name: str, ctx: BuildContext) -> None:
     _write_outputs(
         ctx, sizes, settings, summary, result, info.sha256, info.opset, info.max_abs_diff, data_seconds
     )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if np.isfinite(value) else "not recorded in the cached sample"
 
 
 def _write_outputs(
@@ -157,9 +165,9 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   {settings.feature_weight}: mean and spread of differentiable layer fractions, depth, widths, soft occupancy and
   peak-cell share in {settings.feature_groups} energy groups per batch, in units of the real spread).
 - **Training:** {summary.steps:,} generator steps in {summary.seconds / 60:.1f} min (data generation
-  {data_seconds:.0f} s) on {build_machine()}; torch seed {ctx.seed}; git {git_revision()}.
-- **Export:** ONNX opset {opset}, dynamic batch axis, max |onnxruntime - PyTorch| = {max_abs_diff:.1e} on example
-  inputs. `1/model.onnx` sha256 `{sha256}`.
+  {_seconds(data_seconds)}) on {build_machine()}; torch seed {ctx.seed}; git {git_revision()}.
+- **Export:** ONNX opset {opset}, dynamic batch axis, max |onnxruntime - PyTorch| = {max_abs_diff:.1e} GeV on example
+  inputs (1-100 GeV; cells up to ~30 GeV, so this is float32 round-off; checked against 1e-4). `1/model.onnx` sha256 `{sha256}`.
 - **Rebuild:** `{command}` (or `make models ARGS="--only calo_gan"`).
 
 ## Validation (held-out parametrised showers)

@@ -10,6 +10,7 @@ round-off stays below 1e-5.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,7 @@ def write_calogan_file(
     starts = range(0, n_showers, chunk_size)
     tasks = [(energies[s : s + chunk_size], seed * 100_003 + 1 + i) for i, s in enumerate(starts)]
     path.parent.mkdir(parents=True, exist_ok=True)
+    start_time = time.perf_counter()
     tmp = path.with_suffix(".tmp.h5")
     with h5py.File(tmp, "w") as out:
         datasets = {
@@ -166,5 +168,6 @@ def write_calogan_file(
                     chunk = _simulate_chunk(task)
                     _store(index, chunk)
                     progress.update(len(chunk["energy"]))
+        out.attrs["generation_seconds"] = time.perf_counter() - start_time
     tmp.replace(path)
     return path

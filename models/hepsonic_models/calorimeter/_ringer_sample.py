@@ -10,6 +10,7 @@ number of worker processes.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,7 @@ def write_ringer_sample(path: Path, settings: RingerSampleSettings, seed: int, *
             tasks.append(("jet", n, seed * 10_007 + 1000 * (slice_index + 1) + index, pt_hat_min))
     # Slow (Pythia) tasks first, so the pool's last tasks are short.
     tasks.sort(key=lambda task: task[0] == "electron")
+    start_time = time.perf_counter()
     chunks: list[dict[str, FloatArray]] = []
     total = settings.n_electrons + sum(n for _, n in settings.jet_events)
     with tqdm(total=total, desc="ringer sample (electrons + jet events)", unit="ev") as progress:
@@ -202,6 +204,7 @@ def write_ringer_sample(path: Path, settings: RingerSampleSettings, seed: int, *
             values = np.concatenate([chunk[key] for chunk in chunks])
             out.create_dataset(key, data=values.astype(np.int8 if key == "label" else np.float32))
         out.attrs["seed"] = seed
+        out.attrs["generation_seconds"] = time.perf_counter() - start_time
         out.attrs["n_electrons"] = settings.n_electrons
         out.attrs["jet_events"] = str(dict(settings.jet_events))
         out.attrs["units"] = "rings: MeV (E_T); et: GeV (calibrated EM cluster E_T)"

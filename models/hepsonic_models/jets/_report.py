@@ -18,6 +18,8 @@ __all__ = ["TaggerValidation", "plot_validation"]
 
 TARGET_AUC = 0.97
 TARGET_REJECTION = 200.0
+#: Above this Jensen-Shannon divergence the QCD mass spectrum is called sculpted (no number in MODELS.md).
+SCULPTING_JSD_LIMIT = 0.1
 
 _MASS_BINS = np.linspace(0.0, 300.0, 31)
 
@@ -137,11 +139,24 @@ def plot_validation(
     return TaggerValidation(network, baseline, baseline_cuts, jsd), paths
 
 
+def rejection_text(summary: RocSummary, efficiency: float, *, is_baseline: bool = False) -> str:
+    """1/ε_B at signal efficiency ``efficiency`` as text; "not reachable" beyond the baseline's mass window."""
+    lowest = MassTau32Baseline.OUTSIDE_WINDOW if is_baseline else -np.inf
+    efficiencies, rejections = _rejection_curve(summary, lowest)
+    if efficiencies.size == 0 or efficiencies.max() < efficiency:
+        reach = efficiencies.max() if efficiencies.size else 0.0
+        return f"not reachable (max ε_S {reach:.0%})"
+    return f"{np.interp(efficiency, efficiencies, rejections):.0f}"
+
+
 def format_rejection(summary: RocSummary) -> str:
     """1/ε_B at 30% as text (a lower bound when no background jet passes)."""
     if np.isinf(summary.rejection_at_30):
         return f"> {summary.rejection_lower_bound:.0f} (no QCD jet passes)"
-    return f"{summary.rejection_at_30:.1f}"
+    # Binomial counting error: relative error 1/sqrt(number of QCD jets passing).
+    passing = summary.n_background / summary.rejection_at_30
+    error = summary.rejection_at_30 / np.sqrt(passing)
+    return f"{summary.rejection_at_30:.0f} ± {error:.0f} ({passing:.0f} QCD jets pass)"
 
 
 def verdict(passed: bool) -> str:

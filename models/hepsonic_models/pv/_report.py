@@ -416,9 +416,15 @@ def model_card(summary: BuildSummary) -> str:
     lines = [
         "# pv_finder — LHCb-style primary-vertex finder",
         "",
-        "**SMOKE BUILD: tiny data and a few training steps; these weights are not a validated model.**"
-        if smoke
-        else "Weights from the full build described below (this repository's generator and training; nothing downloaded).",
+        (
+            "**SMOKE BUILD: tiny data and a few training steps; these weights are not a validated model.**"
+            if smoke
+            else "Weights from the full build described below (this repository's generator and training; "
+            "nothing downloaded)."
+            if summary.config == FULL
+            else "**Interim weights** from a shorter training than the default build (settings below); "
+            "this repository's generator, nothing downloaded."
+        ),
         "",
         "## Interface",
         "",

@@ -169,7 +169,7 @@ def version_plots(result: VersionResult, reports: Path) -> list[Path]:
     fig, axes = subplots(1, 1, size=(5.5, 4.5))
     ax = axes[0][0]
     pf, pd = result.roc
-    ax.plot(pf, pd, label="ringer NN discriminant (inclusive)")
+    ax.plot(pf, pd, label="ringer NN, per-bin thresholds at a common P_D (scan)")
     inc = result.inclusive
     ax.plot([inc["pf_ref"]], [inc["pd_ref"]], "rs", label="T2Calo-like reference")
     ax.plot([inc["pf_nn"]], [inc["pd_nn"]], "g*", ms=12, label="NN, per-bin thresholds")
