@@ -29,6 +29,8 @@ MODELS = (
 CASES = [(entry, version) for entry in MODELS for version in TritonServer.served_versions(entry)]
 BATCH = 5
 ATOL = 1e-5
+#: calo_gan cells reach ~30 GeV, where float32 spacing alone is ~2e-6: allow one part in a million too.
+RTOL = 1e-6
 
 
 def _inputs(entry: ModelEntry, batch: int, seed: int) -> dict[str, np.ndarray[Any, Any]]:
@@ -107,7 +109,7 @@ def test_every_path_matches_onnxruntime(stack: Stack, entry: ModelEntry, version
     for path, outputs in paths.items():
         for name, reference in expected.items():
             assert outputs[name].shape == reference.shape, (path, name)
-            np.testing.assert_allclose(outputs[name], reference, rtol=0, atol=ATOL, err_msg=f"{path} {name}")
+            np.testing.assert_allclose(outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"{path} {name}")
 
 
 def test_gateway_and_triton_give_identical_bytes(stack: Stack) -> None:
