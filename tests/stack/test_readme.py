@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,20 @@ def test_readme_python_example(stack: Stack) -> None:
     assert len(values) == 4
     assert all(-1.0 <= v <= 1.0 for v in values)  # tanh discriminants
     assert "ringer" in result.stdout
+
+
+def test_readme_reconstruction_job(stack: Stack, tmp_path: Path) -> None:
+    (block,) = [b for b in _blocks("bash") if "hepsonic-reco" in b]
+    script = _on_stack(block, stack).replace(".venv/bin/", f"{REPO_ROOT}/.venv/bin/")
+    script = script.replace("--repository model_repository", f"--repository {stack.repository}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert (tmp_path / "reco.parquet").is_file()
+    assert (tmp_path / "reco_local.parquet").is_file()
+    assert "events/s" in result.stdout + result.stderr

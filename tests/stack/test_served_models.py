@@ -109,7 +109,9 @@ def test_every_path_matches_onnxruntime(stack: Stack, entry: ModelEntry, version
     for path, outputs in paths.items():
         for name, reference in expected.items():
             assert outputs[name].shape == reference.shape, (path, name)
-            np.testing.assert_allclose(outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"{path} {name}")
+            np.testing.assert_allclose(
+                outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"{path} {name}"
+            )
 
 
 def test_gateway_and_triton_give_identical_bytes(stack: Stack) -> None:
