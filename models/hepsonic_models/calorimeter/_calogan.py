@@ -9,9 +9,7 @@ round-off stays below 1e-5.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from .._parallel import map_ordered
 from ._gflash import EmMedium, sample_em_profiles, slice_fractions, spots_from_slices
 
 __all__ = [
@@ -156,18 +155,9 @@ def write_calogan_file(
                 datasets[key][start : start + len(values)] = values
 
         with tqdm(total=n_showers, desc=desc, unit="shower") as progress:
-            if jobs > 1 and len(tasks) > 1:
-                # spawn: the build process has torch (and its thread pools) loaded; forking it is unsafe.
-                context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                    for index, chunk in enumerate(pool.map(_simulate_chunk, tasks)):
-                        _store(index, chunk)
-                        progress.update(len(chunk["energy"]))
-            else:
-                for index, task in enumerate(tasks):
-                    chunk = _simulate_chunk(task)
-                    _store(index, chunk)
-                    progress.update(len(chunk["energy"]))
+            for index, chunk in enumerate(map_ordered(_simulate_chunk, tasks, jobs=jobs)):
+                _store(index, chunk)
+                progress.update(len(chunk["energy"]))
         out.attrs["generation_seconds"] = time.perf_counter() - start_time
     tmp.replace(path)
     return path

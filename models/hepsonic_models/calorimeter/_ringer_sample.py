@@ -9,9 +9,7 @@ number of worker processes.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from .._parallel import map_ordered
 from ._atlas import KIND_EM, KIND_HADRON, KIND_MUON, CalorimeterParticles, rings_and_observables
 
 __all__ = ["RINGER_SAMPLE_KEYS", "RingerSampleSettings", "write_ringer_sample"]
@@ -187,16 +186,9 @@ def write_ringer_sample(path: Path, settings: RingerSampleSettings, seed: int, *
     chunks: list[dict[str, FloatArray]] = []
     total = settings.n_electrons + sum(n for _, n in settings.jet_events)
     with tqdm(total=total, desc="ringer sample (electrons + jet events)", unit="ev") as progress:
-        if jobs > 1 and len(tasks) > 1:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                for task, chunk in zip(tasks, pool.map(_run_task, tasks), strict=True):
-                    chunks.append(chunk)
-                    progress.update(task[1])
-        else:
-            for task in tasks:
-                chunks.append(_run_task(task))
-                progress.update(task[1])
+        for task, chunk in zip(tasks, map_ordered(_run_task, tasks, jobs=jobs), strict=True):
+            chunks.append(chunk)
+            progress.update(task[1])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.h5")
     with h5py.File(tmp, "w") as out:

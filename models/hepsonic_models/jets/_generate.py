@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
+
+from .._parallel import map_ordered
 
 __all__ = ["GeneratorSettings", "JetSample", "generate_jets", "load_jets"]
 
@@ -272,13 +273,8 @@ def generate_jets(settings: GeneratorSettings, path: Path, *, jobs: int = 1) -> 
         target.with_suffix(".tmp").replace(target)
         progress.update(task[3])
 
-    if jobs <= 1 or len(missing) <= 1:
-        for task in missing:
-            store(task, _generate_chunk(task))
-    else:
-        with multiprocessing.get_context("spawn").Pool(processes=min(jobs, len(missing))) as pool:
-            for task, result in zip(missing, pool.imap(_generate_chunk, missing), strict=True):
-                store(task, result)
+    for task, result in zip(missing, map_ordered(_generate_chunk, missing, jobs=jobs), strict=True):
+        store(task, result)
     progress.close()
     chunks = []
     for file in files:

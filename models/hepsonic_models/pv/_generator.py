@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +26,8 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from hepsonic_client.physics.vertices import N_BINS, Z_MAX_MM, Z_MIN_MM, build_kde
+
+from .._parallel import map_ordered
 
 __all__ = [
     "CollisionSample",
@@ -186,15 +187,9 @@ def generate_collisions(
     tasks = [(settings, _chunk_seed(seed, stream, i), size, mpi_init_file) for i, size in enumerate(sizes)]
     results: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = []
     with tqdm(total=n_collisions, desc=desc, unit="coll", leave=False) as bar:
-        if jobs > 1 and len(tasks) > 1:
-            with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-                for result in pool.imap(_generate_chunk, tasks):
-                    results.append(result)
-                    bar.update(result[1].size)
-        else:
-            for task in tasks:
-                results.append(_generate_chunk(task))
-                bar.update(task[2])
+        for task, result in zip(tasks, map_ordered(_generate_chunk, tasks, jobs=jobs), strict=True):
+            results.append(result)
+            bar.update(task[2])
     momenta = np.concatenate([r[0] for r in results])
     counts = np.concatenate([r[1] for r in results])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
@@ -338,15 +333,11 @@ def simulate_crossings(
     ]
     kde = np.empty((n_crossings, 2, N_BINS), dtype=np.float32)
     with tqdm(total=n_crossings, desc=f"{desc}: KDE", unit="xing", leave=False) as bar:
-        if jobs > 1 and n_crossings > 64:
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for i, row in enumerate(pool.imap(_kde_task, tasks, chunksize=32)):
-                    kde[i] = row
-                    bar.update()
-        else:
-            for i, task in enumerate(tasks):
-                kde[i] = _kde_task(task)
-                bar.update()
+        # Small samples are not worth starting workers for.
+        workers = jobs if n_crossings > 64 else 1
+        for i, row in enumerate(map_ordered(_kde_task, tasks, jobs=workers, chunksize=32)):
+            kde[i] = row
+            bar.update()
     sample = CrossingSample(
         kde=kde,
         pv_z=pv_z,
