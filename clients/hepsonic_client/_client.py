@@ -140,7 +140,6 @@ class Client:
         self._pool: ThreadPoolExecutor | None = None
         self._shm: Any = None
         if shared_memory:
-
             self._shm = SharedMemory()
         self._closed = False
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import IO, Literal, Self
 from ._distribution import TritonDistribution
 from ._errors import PortInUseError, TritonStartError
 from ._repository import ModelEntry, derive_runtime_repository, load_repository
-from ._signals import terminate_with_parent
+from ._signals import stop_process_group, terminate_with_parent
 
 __all__ = ["TritonConfig", "TritonServer", "check_port_free", "sweep_stale_shm_regions"]
 
@@ -249,21 +248,8 @@ class TritonServer:
 
         SIGTERM lets Triton finish in-flight requests for ``exit_timeout_s``; SIGKILL follows if it overruns.
         """
-        timeout_s = self.config.exit_timeout_s + 10.0
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if process is not None:
-            # Stubs outlive a hard-killed parent: end whatever is left in the group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout_s=self.config.exit_timeout_s + 10.0)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

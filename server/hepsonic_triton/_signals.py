@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
+import subprocess
 import threading
 from types import FrameType
 
-__all__ = ["terminate_with_parent", "wait_for_shutdown_signal"]
+__all__ = ["stop_process_group", "terminate_with_parent", "wait_for_shutdown_signal"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -39,3 +41,23 @@ def wait_for_shutdown_signal(*, poll: threading.Event | None = None) -> int:
         for sig, old in previous.items():
             signal.signal(sig, old)
     return received[0] if received else 0
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None, *, timeout_s: float) -> None:
+    """End the process group led by ``process``: SIGTERM, SIGKILL after ``timeout_s``, then SIGKILL stragglers.
+
+    The last step matters for Triton: its python-backend stubs can outlive a parent that had to be killed.
+    """
+    if process is None:
+        return
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from ._errors import TritonError, TritonStartError
 from ._server import TritonServer, check_port_free
-from ._signals import terminate_with_parent, wait_for_shutdown_signal
+from ._signals import stop_process_group, terminate_with_parent, wait_for_shutdown_signal
 from .cli import _env, add_triton_arguments, config_from_args
 
 __all__ = ["GatewayProcess", "main"]
@@ -76,16 +75,7 @@ class GatewayProcess:
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout_s=timeout_s)
 
 
 def _watch(processes: list[subprocess.Popen[bytes] | None], stop: threading.Event) -> None:

@@ -117,26 +117,7 @@ def test_invalid_repository_is_a_clear_error(tmp_path: Path, free_port: Callable
 def test_triton_cli_runs_until_sigterm(
     toy_repository: Callable[..., Path], free_port: Callable[[], int]
 ) -> None:
-    ports = [free_port() for _ in range(3)]
-    env = dict(os.environ)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hepsonic_triton",
-            "--repository",
-            str(toy_repository()),
-            "--http-port",
-            str(ports[0]),
-            "--grpc-port",
-            str(ports[1]),
-            "--metrics-port",
-            str(ports[2]),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    process = _triton_cli(toy_repository(), [free_port() for _ in range(3)])
     try:
         assert "hepsonic-triton ready" in _read_until(process, "ready")
         process.terminate()
@@ -149,18 +130,14 @@ def test_triton_cli_runs_until_sigterm(
         process.stdout.close()
 
 
-def test_killing_the_launcher_outright_still_stops_triton(
-    toy_repository: Callable[..., Path], free_port: Callable[[], int]
-) -> None:
-    """SIGKILL gives the launcher no chance to clean up: Triton must still go (parent-death signal)."""
-    ports = [free_port() for _ in range(3)]
-    process = subprocess.Popen(
+def _triton_cli(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "hepsonic_triton",
             "--repository",
-            str(toy_repository()),
+            str(repository),
             "--http-port",
             str(ports[0]),
             "--grpc-port",
@@ -171,30 +148,26 @@ def test_killing_the_launcher_outright_still_stops_triton(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        assert "hepsonic-triton ready" in _read_until(process, "ready")
-        descendants = psutil.Process(process.pid).children(recursive=True)
-        assert any(p.name() == "tritonserver" for p in descendants)
-        process.kill()
-        process.wait(timeout=10)
-        _, alive = psutil.wait_procs(descendants, timeout=20)
-        assert alive == [], f"orphaned: {alive}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
-def test_killing_serve_outright_leaves_nothing_running(
-    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+@pytest.mark.parametrize(
+    ("launch", "ready_marker", "child"),
+    [(_triton_cli, "hepsonic-triton ready", "tritonserver"), (_serve, "Press Ctrl-C", "hepsonic_gateway")],
+    ids=["hepsonic-triton", "hepsonic-serve"],
+)
+def test_killing_a_launcher_outright_leaves_nothing_running(
+    toy_repository: Callable[..., Path],
+    free_port: Callable[[], int],
+    launch: Callable[[Path, list[int]], subprocess.Popen[bytes]],
+    ready_marker: str,
+    child: str,
 ) -> None:
-    process = _serve(toy_repository(), [free_port() for _ in range(5)])
+    """SIGKILL gives the launcher no chance to clean up: its children must still go (parent-death signal)."""
+    process = launch(toy_repository(), [free_port() for _ in range(5)])
     try:
-        assert "Press Ctrl-C" in _read_until(process, "Press Ctrl-C")
+        assert ready_marker in _read_until(process, ready_marker)
         descendants = psutil.Process(process.pid).children(recursive=True)
-        assert any("hepsonic_gateway" in " ".join(p.cmdline()) for p in descendants)
+        assert any(child in " ".join(p.cmdline()) for p in descendants)
         process.kill()
         process.wait(timeout=10)
         _, alive = psutil.wait_procs(descendants, timeout=20)
