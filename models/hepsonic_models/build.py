@@ -1,8 +1,9 @@
 """``hepsonic-build-models``: generate data, train, validate and export the served models.
 
-Each model name is dispatched to its family module's ``build(name, ctx)`` (see :mod:`hepsonic_models.context`).
-Family modules are imported only when one of their models is built, so a missing or broken family stops only
-its own models, with a clear message.
+Each model name is dispatched to its family module's ``build(name, ctx)`` (see :mod:`hepsonic_models.context`),
+or with ``--report-only`` to its ``report(name, ctx)``, which redoes the validation report and model card from the
+exported ONNX file(s) and the cached test data without retraining. Family modules are imported only when one of
+their models is built, so a missing or broken family stops only its own models, with a clear message.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import cast
 from .context import BuildContext
 from .specs import SPECS
 
-__all__ = ["FAMILIES", "BuildFailedError", "build_model", "main"]
+__all__ = ["FAMILIES", "BuildFailedError", "build_model", "main", "report_model"]
 
 #: Which module of this package builds which served model.
 FAMILIES: dict[str, str] = {
@@ -32,6 +33,7 @@ FAMILIES: dict[str, str] = {
 }
 
 BuildFunction = Callable[[str, BuildContext], None]
+ReportFunction = Callable[[str, BuildContext], Path]
 
 
 class BuildFailedError(RuntimeError):
@@ -43,7 +45,7 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
-def _family_build(name: str) -> BuildFunction:
+def _family_function(name: str, function: str) -> Callable[[str, BuildContext], object]:
     if name not in FAMILIES:
         raise BuildFailedError(f"unknown model {name!r}; known models: {', '.join(FAMILIES)}")
     module_name = FAMILIES[name]
@@ -55,17 +57,26 @@ def _family_build(name: str) -> BuildFunction:
                 f"model {name!r}: its builder module {module_name!r} does not exist (yet)"
             ) from exc
         raise
-    build = getattr(module, "build", None)
-    if not callable(build):
-        raise BuildFailedError(f"model {name!r}: {module_name!r} has no build(name, ctx) function")
-    return cast(BuildFunction, build)
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise BuildFailedError(f"model {name!r}: {module_name!r} has no {function}(name, ctx) function")
+    return cast(Callable[[str, BuildContext], object], found)
 
 
 def build_model(name: str, ctx: BuildContext) -> float:
     """Build one model into ``ctx.repository`` and return the seconds it took."""
-    build = _family_build(name)
+    build = cast(BuildFunction, _family_function(name, "build"))
     start = time.perf_counter()
     build(name, ctx)
+    return time.perf_counter() - start
+
+
+def report_model(name: str, ctx: BuildContext) -> float:
+    """Redo one model's validation report and card from its exported ONNX file(s) and cached test data (no
+    retraining; ``model.onnx`` and ``config.pbtxt`` are left untouched); return the seconds it took."""
+    report = cast(ReportFunction, _family_function(name, "report"))
+    start = time.perf_counter()
+    report(name, ctx)
     return time.perf_counter() - start
 
 
@@ -79,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only", nargs="+", metavar="NAME", choices=list(FAMILIES), help="build only these models"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help=(
+            "no generation or training: redo each model's validation report and model card from its exported "
+            "ONNX file(s), the build's record and the cached test data (regenerated when missing)"
+        ),
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton repository")
     parser.add_argument("--workdir", type=Path, default=Path("data"), help="scratch space for data sets")
@@ -109,9 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for folder in (ctx.workdir, ctx.repository, ctx.reports):
         folder.mkdir(parents=True, exist_ok=True)
-    mode = "smoke" if ctx.smoke else "full"
+    mode = ("smoke" if ctx.smoke else "full") + (", report only" if args.report_only else "")
     _say(
         f"hepsonic-build-models ({mode}): {', '.join(names)} -> {ctx.repository} (seed {ctx.seed}, jobs {ctx.jobs})"
+    )
+    run = report_model if args.report_only else build_model
+    # A report needs the build's outputs: a missing one is a plain message, not a traceback.
+    expected: tuple[type[Exception], ...] = (
+        (BuildFailedError, FileNotFoundError) if args.report_only else (BuildFailedError,)
     )
 
     timings: dict[str, float] = {}
@@ -120,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         versions = ", ".join(str(v) for v in SPECS[name].versions)
         _say(f"[{index}/{len(names)}] {name} (versions {versions}) ...")
         try:
-            timings[name] = build_model(name, ctx)
-        except BuildFailedError as exc:
+            timings[name] = run(name, ctx)
+        except expected as exc:
             failures[name] = str(exc)
             _say(f"[{index}/{len(names)}] {name}: FAILED: {exc}")
         except Exception as exc:  # noqa: BLE001 -- one family's bug must not stop the others' builds

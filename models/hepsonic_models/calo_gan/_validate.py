@@ -17,13 +17,16 @@ from hepsonic_client.physics.showers import sample_latent
 
 from ..calorimeter import CALOGAN_LAYERS, simulate_calogan_showers
 from ..report import markdown_table, save_figure, separation_power, subplots
+from ..specs import SPECS
 from ._features import FEATURE_NAMES, shower_features
 from ._model import CaloGanGenerator
 
-__all__ = ["ValidationResult", "generate", "validate_generator"]
+__all__ = ["ValidationResult", "generate", "generate_served", "report_markdown", "validate_generator"]
 
 Showers = dict[str, npt.NDArray[np.float32]]
 _KEYS = tuple(spec.key for spec in CALOGAN_LAYERS)
+#: Showers per onnxruntime call: the served max_batch_size.
+_BATCH = SPECS["calo_gan"].max_batch_size
 
 
 @dataclass
@@ -83,6 +86,30 @@ def generate(
     return {**{key: layer.numpy() for key, layer in zip(_KEYS, layers, strict=True)}, "energy": energy}
 
 
+def _session(onnx_path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def generate_served(
+    onnx_path: Path, energy_gev: npt.ArrayLike, seed: int, *, stream: int = 0, threads: int = 1
+) -> Showers:
+    """Like :func:`generate`, but from the exported ``model.onnx`` in onnxruntime (what Triton serves), in
+    batches of the served ``max_batch_size``."""
+    energy = np.asarray(energy_gev, dtype=np.float32).reshape(-1, 1)
+    z = sample_latent(len(energy), seed, stream=stream)
+    session = _session(onnx_path, threads)
+    parts = [
+        session.run(list(_KEYS), {"z": z[start : start + _BATCH], "energy": energy[start : start + _BATCH]})
+        for start in range(0, len(energy), _BATCH)
+    ]
+    return {
+        **{key: np.concatenate([part[i] for part in parts]) for i, key in enumerate(_KEYS)},
+        "energy": energy,
+    }
+
+
 def _classifier_auc(
     reference: npt.NDArray[np.float64], generated: npt.NDArray[np.float64], seed: int
 ) -> float:
@@ -106,30 +133,27 @@ def _speed(onnx_path: Path, seed: int, n: int) -> tuple[float, float]:
     start = time.perf_counter()
     simulate_calogan_showers(energies, seed)
     parametrisation = n / (time.perf_counter() - start)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = _session(onnx_path, 1)
     feeds = {"z": sample_latent(n, seed), "energy": energies.astype(np.float32).reshape(-1, 1)}
     session.run(None, {k: v[:8] for k, v in feeds.items()})  # warm-up
     start = time.perf_counter()
-    for begin in range(0, n, 1024):
-        session.run(None, {k: v[begin : begin + 1024] for k, v in feeds.items()})
+    for begin in range(0, n, _BATCH):
+        session.run(None, {k: v[begin : begin + _BATCH] for k, v in feeds.items()})
     return parametrisation, n / (time.perf_counter() - start)
 
 
 def validate_generator(
-    generator: CaloGanGenerator,
-    references: dict[str, Showers],
-    onnx_path: Path,
-    reports: Path,
-    seed: int,
+    onnx_path: Path, references: dict[str, Showers], reports: Path, seed: int, *, threads: int = 1
 ) -> ValidationResult:
-    """Compare generated with reference showers per sample ("spectrum", "10 GeV", ...); plots into ``reports``."""
+    """Compare showers of the served ``onnx_path`` with reference showers per sample ("spectrum", "10 GeV",
+    ...); plots into ``reports``."""
     result = ValidationResult()
     features: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
     generated: dict[str, Showers] = {}
     for stream, (label, reference) in enumerate(references.items(), start=1):
-        generated[label] = generate(generator, reference["energy"], seed, stream=stream)
+        generated[label] = generate_served(
+            onnx_path, reference["energy"], seed, stream=stream, threads=threads
+        )
         ref_f = shower_features(reference, reference["energy"])
         gen_f = shower_features(generated[label], generated[label]["energy"])
         features[label] = (ref_f, gen_f)
@@ -262,7 +286,7 @@ def report_markdown(result: ValidationResult, figures_prefix: str) -> str:
         ),
         "### Speed (one CPU core)",
         markdown_table(
-            ["GFlash parametrisation", "calo_gan (onnxruntime, batch 1024)", "speed-up"],
+            ["GFlash parametrisation", f"calo_gan (onnxruntime, batch {_BATCH})", "speed-up"],
             [
                 [
                     f"{result.parametrisation_per_s:,.0f} showers/s",

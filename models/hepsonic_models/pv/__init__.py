@@ -3,10 +3,12 @@
 ``build("pv_finder", ctx)`` generates Pythia 8 minimum-bias crossings, trains :class:`PVUNet`, chooses the
 peak-finder cuts on a validation sample, scores the network and the KDE-only baseline on an independent test
 sample, exports version 1 into the model repository and writes the model card and the report
-(``reports/pv_finder/``). The KDE builder and the peak finder live in :mod:`hepsonic_client.physics.vertices`.
+(``reports/pv_finder/``). ``report("pv_finder", ctx)`` (also ``hepsonic-build-models --report-only --only
+pv_finder``) redoes the scoring, the report and the card from the exported ONNX file and the cached samples.
+The KDE builder and the peak finder live in :mod:`hepsonic_client.physics.vertices`.
 """
 
-from ._build import FULL, SMOKE, PVBuildConfig, build
+from ._build import FULL, SMOKE, PVBuildConfig, build, report
 from ._evaluate import Curve, FinderChoice, choose_finder, evaluate, scan_curve
 from ._generator import (
     CollisionSample,
@@ -44,6 +46,7 @@ __all__ = [
     "match_vertices",
     "predict",
     "reconstruct_tracks",
+    "report",
     "scan_curve",
     "scan_peak_finder",
     "simulate_crossings",

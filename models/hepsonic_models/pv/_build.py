@@ -1,27 +1,41 @@
-"""``build("pv_finder", ctx)``: generate crossings, train the U-Net, choose the peak finders, score, export."""
+"""``build("pv_finder", ctx)``: generate crossings, train the U-Net, export; ``report("pv_finder", ctx)``: choose
+the peak finders and score them with the exported model."""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
 import torch
+from tqdm import tqdm
 
 from ..context import BuildContext
-from ..export import export_version, write_model_card
+from ..export import ExportInfo, export_version, sha256_file, write_model_card
 from ..specs import SPECS
 from ._evaluate import FP_BUDGET, choose_finder, evaluate, scan_curve
-from ._generator import GeneratorSettings, generate_collisions, ideal_vertex_efficiency, simulate_crossings
+from ._generator import (
+    CrossingSample,
+    GeneratorSettings,
+    generate_collisions,
+    ideal_vertex_efficiency,
+    simulate_crossings,
+)
 from ._metrics import Truth
 from ._net import PVUNet
 from ._report import BuildSummary, MethodScore, model_card, write_report
-from ._train import TrainSettings, make_targets, predict, train
+from ._train import TrainResult, TrainSettings, make_targets, train
 
-__all__ = ["FULL", "SMOKE", "PVBuildConfig", "build"]
+__all__ = ["FULL", "SMOKE", "PVBuildConfig", "build", "report"]
 
 MODEL_NAME = "pv_finder"
+#: The build record (what only training knows), next to the report.
+RECORD = "training.json"
 #: Random streams of the three independent samples.
 _TRAIN, _VAL, _TEST = 1, 2, 3
 
@@ -59,31 +73,21 @@ def _truth(sample: object) -> Truth:
 
 
 def build(name: str, ctx: BuildContext, *, config: PVBuildConfig | None = None) -> None:
-    """Build ``pv_finder`` version 1 into ``ctx.repository``, its card, and its report in ``ctx.reports``."""
-    if name != MODEL_NAME:
-        msg = f"hepsonic_models.pv builds only {MODEL_NAME!r}, not {name!r}"
-        raise ValueError(msg)
+    """Build ``pv_finder`` version 1 into ``ctx.repository``, record the build, then write card and report.
+
+    What only training knows (history, time, export parity, the configuration) goes into the build record
+    ``<reports>/pv_finder/training.json``; everything measured on the validation and test samples is left to
+    :func:`report`, which runs the exported ONNX file, so a build and a later ``--report-only`` run share one path.
+    """
+    _check_name(name)
     config = config or (SMOKE if ctx.smoke else FULL)
     if ctx.smoke:
         config = replace(config, train=replace(config.train, threads=1))
     start = time.perf_counter()
-    workdir = Path(ctx.workdir) / MODEL_NAME
-    samples = {}
-    for label, stream, size in (
-        ("train", _TRAIN, config.n_train),
-        ("val", _VAL, config.n_val),
-        ("test", _TEST, config.n_test),
-    ):
-        samples[label] = simulate_crossings(
-            config.generator,
-            size,
-            seed=ctx.seed,
-            stream=stream,
-            workdir=workdir,
-            jobs=ctx.jobs,
-            desc=f"pv_finder {label}",
-        )
-    generation_s = sum(sample.generation_s for sample in samples.values())
+    samples = {label: _crossings(ctx, config, label) for label in ("train", "val")}
+    # Generated here too (or found in the cache), so the record holds the whole data cost.
+    test = _crossings(ctx, config, "test")
+    generation_s = sum(sample.generation_s for sample in samples.values()) + test.generation_s
     truths = {label: _truth(sample) for label, sample in samples.items()}
 
     settings = config.train
@@ -99,14 +103,99 @@ def build(name: str, ctx: BuildContext, *, config: PVBuildConfig | None = None) 
     torch.manual_seed(ctx.seed)
     model = PVUNet()
     result = train(model, data["train"], data["val"], settings, seed=ctx.seed)
+    # ONNX-vs-PyTorch parity on the first test crossings (inputs only; no truth is looked at).
+    info = export_version(SPECS[MODEL_NAME], model, 1, Path(ctx.repository), {"kde": test.kde[:4]})
+    record = {
+        "smoke": ctx.smoke,
+        "seed": ctx.seed,
+        "config": {
+            "n_train": config.n_train,
+            "n_val": config.n_val,
+            "n_test": config.n_test,
+            "train": asdict(config.train),
+            "generator": asdict(config.generator),
+        },
+        "generation_s": generation_s,
+        "n_true_pvs_train": int(truths["train"].pv_z.size),
+        "train": asdict(result),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "total_s": time.perf_counter() - start,
+        "sha256": info.sha256,
+        "opset": info.opset,
+        "max_abs_diff": info.max_abs_diff,
+        "training_curve": True,
+        "notes": [],
+    }
+    report_dir = Path(ctx.reports) / MODEL_NAME
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    report(name, ctx)
+
+
+def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
+    record_path = Path(ctx.reports) / MODEL_NAME / RECORD
+    for path in (onnx_path, record_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"model {MODEL_NAME!r}: {path} is missing; build the model first")
+    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
+    if bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed:
+        raise RuntimeError(
+            f"model {MODEL_NAME!r}: {record_path} records a {'smoke' if record['smoke'] else 'full'} build "
+            f"with seed {record['seed']}, but the report was asked for a {'smoke' if ctx.smoke else 'full'} "
+            f"build with seed {ctx.seed}"
+        )
+    sha256 = sha256_file(onnx_path)
+    if sha256 != record["sha256"]:
+        raise RuntimeError(
+            f"model {MODEL_NAME!r}: {onnx_path} (sha256 {sha256}) is not the file the build recorded "
+            f"({record['sha256']}); rebuild the model"
+        )
+    return record
+
+
+def _served_prob(onnx_path: Path, kde: npt.NDArray[np.float32], threads: int) -> npt.NDArray[np.float32]:
+    """``pv_prob`` of the exported model in onnxruntime (what Triton serves), in served-size batches."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    batch = SPECS[MODEL_NAME].max_batch_size
+    out = np.empty((kde.shape[0], kde.shape[-1]), dtype=np.float32)
+    for begin in tqdm(
+        range(0, kde.shape[0], batch), desc="pv_finder: onnxruntime", unit="batch", leave=False
+    ):
+        out[begin : begin + batch] = session.run(["pv_prob"], {"kde": kde[begin : begin + batch]})[0]
+    return out
+
+
+def report(name: str, ctx: BuildContext) -> Path:
+    """Choose the peak finders on the validation sample and score both methods on the test sample, with the
+    exported ``model.onnx`` in onnxruntime; write the report and the model card; return the report's path.
+
+    Needs the build record; the samples come from the cache (regenerated deterministically when missing).
+    Nothing is retrained.
+    """
+    _check_name(name)
+    onnx_path = Path(ctx.repository) / MODEL_NAME / "1" / "model.onnx"
+    record = _read_record(ctx, onnx_path)
+    stored = record["config"]
+    config = PVBuildConfig(
+        n_train=int(stored["n_train"]),
+        n_val=int(stored["n_val"]),
+        n_test=int(stored["n_test"]),
+        train=TrainSettings(**stored["train"]),
+        generator=GeneratorSettings(**stored["generator"]),
+    )
+    samples = {label: _crossings(ctx, config, label) for label in ("val", "test")}
+    truths = {label: _truth(sample) for label, sample in samples.items()}
+    threads = max(1, ctx.jobs)
 
     # Peak-finder cuts for both methods are chosen on the validation sample only.
-    val_prob = predict(model, samples["val"].kde)
+    val_prob = _served_prob(onnx_path, samples["val"].kde, threads)
     nn_choice = choose_finder(val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS)
     val_kde = np.ascontiguousarray(samples["val"].kde[:, 0])
     kde_choice = choose_finder(val_kde, truths["val"], KDE_THRESHOLDS, KDE_INTEGRALS, MIN_WIDTHS)
 
-    test_prob = predict(model, samples["test"].kde)
+    test_prob = _served_prob(onnx_path, samples["test"].kde, threads)
     test_kde = np.ascontiguousarray(samples["test"].kde[:, 0])
     scores = {
         "nn": MethodScore(
@@ -127,28 +216,58 @@ def build(name: str, ctx: BuildContext, *, config: PVBuildConfig | None = None) 
         int(truths["test"].pv_z.size),
         seed=ctx.seed,
         stream=_TEST,
-        workdir=workdir,
+        workdir=Path(ctx.workdir) / MODEL_NAME,
         jobs=ctx.jobs,
     )
     ceiling = ideal_vertex_efficiency(config.generator, test_collisions, seed=ctx.seed)
-
-    spec = SPECS[MODEL_NAME]
-    info = export_version(spec, model, 1, Path(ctx.repository), {"kde": samples["test"].kde[:4]})
+    n_true_pvs = {label: int(t.pv_z.size) for label, t in truths.items()}
     summary = BuildSummary(
         ctx=ctx,
         config=config,
-        samples={label: sample.n_crossings for label, sample in samples.items()},
-        n_true_pvs={label: int(t.pv_z.size) for label, t in truths.items()},
-        generation_s=generation_s,
-        train=result,
+        samples={"train": config.n_train, "val": config.n_val, "test": config.n_test},
+        n_true_pvs={"train": int(record["n_true_pvs_train"]), **n_true_pvs},
+        generation_s=float(record["generation_s"]),
+        train=TrainResult(**record["train"]),
         scores=scores,
-        export=info,
-        n_parameters=sum(p.numel() for p in model.parameters()),
-        total_s=time.perf_counter() - start,
+        export=ExportInfo(
+            path=onnx_path,
+            sha256=str(record["sha256"]),
+            opset=int(record["opset"]),
+            max_abs_diff=float(record["max_abs_diff"]),
+        ),
+        n_parameters=int(record["n_parameters"]),
+        total_s=float(record["total_s"]),
         fp_budget=FP_BUDGET,
         ideal_efficiency=ceiling[0],
         ideal_median_dz_mm=ceiling[1],
+        notes=tuple(record.get("notes", ())),
+        training_curve=bool(record.get("training_curve", True)),
     )
     report_dir = Path(ctx.reports) / MODEL_NAME
-    write_report(report_dir, summary, samples["test"], test_prob)
+    path = write_report(report_dir, summary, samples["test"], test_prob)
     write_model_card(Path(ctx.repository), MODEL_NAME, model_card(summary))
+    return path
+
+
+def _check_name(name: str) -> None:
+    if name != MODEL_NAME:
+        msg = f"hepsonic_models.pv builds only {MODEL_NAME!r}, not {name!r}"
+        raise ValueError(msg)
+
+
+def _crossings(ctx: BuildContext, config: PVBuildConfig, label: str) -> CrossingSample:
+    """A sample of the build (cached under ``<workdir>/pv_finder/``; generated deterministically when missing)."""
+    stream, size = {
+        "train": (_TRAIN, config.n_train),
+        "val": (_VAL, config.n_val),
+        "test": (_TEST, config.n_test),
+    }[label]
+    return simulate_crossings(
+        config.generator,
+        size,
+        seed=ctx.seed,
+        stream=stream,
+        workdir=Path(ctx.workdir) / MODEL_NAME,
+        jobs=ctx.jobs,
+        desc=f"pv_finder {label}",
+    )

@@ -61,6 +61,10 @@ class BuildSummary:
     #: Truth-assisted ceiling: fraction of counted PVs whose own tracks' weighted mean is within 0.5 mm.
     ideal_efficiency: float
     ideal_median_dz_mm: float
+    #: Said at the top of the report and the card (e.g. how the build record was made).
+    notes: tuple[str, ...] = ()
+    #: Whether the build record holds the training history (else an existing training.png is kept).
+    training_curve: bool = True
 
 
 def _robust_sigma_um(dz: npt.NDArray[np.float64]) -> float:
@@ -350,6 +354,15 @@ def _settings_lines(summary: BuildSummary) -> list[str]:
     ]
 
 
+def _note_lines(summary: BuildSummary) -> list[str]:
+    return [line for note in summary.notes for line in (f"> Note: {note}", "")]
+
+
+def _report_command(summary: BuildSummary) -> str:
+    smoke = " --smoke" if summary.ctx.smoke else ""
+    return f"hepsonic-build-models --report-only --only pv_finder{smoke} --seed {summary.ctx.seed}"
+
+
 def write_report(
     directory: Path, summary: BuildSummary, test: CrossingSample, test_prob: npt.NDArray[np.float32]
 ) -> Path:
@@ -358,17 +371,32 @@ def write_report(
     _plot_curves(directory / "efficiency_vs_fp.png", summary)
     _plot_resolution(directory / "z_resolution.png", summary)
     _plot_efficiency_vs_tracks(directory / "efficiency_vs_ntracks.png", summary, test.pv_ntracks)
-    _plot_training(directory / "training.png", summary.train)
+    training = directory / "training.png"
+    if summary.training_curve:
+        _plot_training(training, summary.train)
+    training_lines = (
+        ["![training](training.png)"]
+        if summary.training_curve or training.is_file()
+        else ["The build record holds no training history."]
+    )
+    if not summary.training_curve and training.is_file():
+        training_lines.append("(Drawn by the build: the build record holds only the final losses.)")
     event = _plot_example(directory / "example_event.png", summary, test, test_prob)
     mode = "SMOKE (tiny data, not a validated model)" if summary.ctx.smoke else "full build"
     lines = [
         "# pv_finder validation report",
         "",
+        *_note_lines(summary),
         (
             f"Mode: **{mode}**. Machine: {platform.machine()}, Python {platform.python_version()}. "
-            f"This run: {summary.total_s / 60:.1f} min wall (training {summary.train.seconds / 60:.1f} min); event "
+            f"Build: {summary.total_s / 60:.1f} min wall (training {summary.train.seconds / 60:.1f} min); event "
             f"generation {summary.generation_s / 60:.1f} min wall when the cached samples were made. Wall times on a "
             "2-core machine shared with other jobs."
+        ),
+        "",
+        (
+            f"Scores come from the served `model.onnx` in onnxruntime; `{_report_command(summary)}` redoes this "
+            "report from the cached samples without retraining."
         ),
         "",
         "## Metrics (independent test sample)",
@@ -393,7 +421,7 @@ def write_report(
         "",
         "## Training",
         "",
-        "![training](training.png)",
+        *training_lines,
         "",
         "## Data and settings",
         "",
@@ -426,6 +454,7 @@ def model_card(summary: BuildSummary) -> str:
             "this repository's generator, nothing downloaded."
         ),
         "",
+        *_note_lines(summary),
         "## Interface",
         "",
         (
@@ -482,6 +511,11 @@ def model_card(summary: BuildSummary) -> str:
         REBUILD_COMMAND if not smoke else "hepsonic-build-models --smoke --only pv_finder",
         "```",
         f"(master seed {summary.ctx.seed}: `--seed {summary.ctx.seed}`; data cached under `<workdir>/pv_finder/`).",
+        "",
+        (
+            f"The metrics above come from `1/model.onnx` in onnxruntime (as served); `{_report_command(summary)}` "
+            "recomputes them, the report and this card from the cached samples without retraining."
+        ),
         "",
         "## Limitations",
         "",

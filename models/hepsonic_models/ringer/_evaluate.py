@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,7 @@ from ._model import Binning
 from ._train import sp_index
 
 __all__ = [
+    "FoldTable",
     "VersionResult",
     "efficiency",
     "fold_mean_std",
@@ -39,6 +41,64 @@ def efficiency(accepted: BoolArray, mask: BoolArray) -> float:
     return float(accepted[mask].mean()) if n else float("nan")
 
 
+_CV_QUANTITIES = ("pd", "pf", "sp")
+
+
+@dataclass(frozen=True)
+class FoldTable:
+    """Cross-validation per bin at the operating point (threshold from each fold's training rows): mean and
+    std over the folds of P_D, P_F and SP (NaN = empty bin).
+
+    Only training sees the folds (the fold models are not in the served file), so the build records this
+    table and the report reads it back; ``source`` says where it came from.
+    """
+
+    folds: int
+    mean: dict[str, FloatArray]
+    std: dict[str, FloatArray]
+    source: str
+
+    @classmethod
+    def from_folds(cls, pd: FloatArray, pf: FloatArray, sp: FloatArray, *, source: str) -> FoldTable:
+        """Summarise per-fold values of shape [folds, bins]."""
+        summaries = {
+            name: fold_mean_std(values) for name, values in zip(_CV_QUANTITIES, (pd, pf, sp), strict=True)
+        }
+        return cls(
+            folds=pd.shape[0],
+            mean={name: summary[0] for name, summary in summaries.items()},
+            std={name: summary[1] for name, summary in summaries.items()},
+            source=source,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (NaN as null)."""
+
+        def listed(values: FloatArray) -> list[float | None]:
+            return [None if np.isnan(v) else float(v) for v in values]
+
+        return {
+            "folds": self.folds,
+            "source": self.source,
+            **{f"{name}_mean": listed(self.mean[name]) for name in _CV_QUANTITIES},
+            **{f"{name}_std": listed(self.std[name]) for name in _CV_QUANTITIES},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FoldTable:
+        """Inverse of :meth:`to_json`."""
+
+        def array(values: list[float | None]) -> FloatArray:
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return cls(
+            folds=int(data["folds"]),
+            mean={name: array(data[f"{name}_mean"]) for name in _CV_QUANTITIES},
+            std={name: array(data[f"{name}_std"]) for name in _CV_QUANTITIES},
+            source=str(data["source"]),
+        )
+
+
 @dataclass
 class VersionResult:
     """Everything measured for one served version."""
@@ -46,11 +106,8 @@ class VersionResult:
     version: int
     binning: Binning
     thresholds: FloatArray
-    reference_pd_train: FloatArray
-    #: Cross-validation, per fold and bin, at the operating point (threshold from the fold's training rows).
-    cv_pd: FloatArray
-    cv_pf: FloatArray
-    cv_sp: FloatArray
+    #: Cross-validation per bin, from the build's record.
+    cv: FoldTable
     #: Independent test set, per bin.
     test_counts: IntArray
     test_pd_nn: FloatArray
@@ -67,7 +124,7 @@ class VersionResult:
 
     def fold_std_pd(self) -> float:
         """Fold-to-fold std of P_D, averaged over the bins that have one."""
-        std = fold_mean_std(self.cv_pd)[1]
+        std = self.cv.std["pd"]
         return float(std[~np.isnan(std)].mean()) if (~np.isnan(std)).any() else float("nan")
 
     def target_met(self) -> bool:
@@ -122,8 +179,8 @@ def version_markdown(result: VersionResult, figures_prefix: str) -> str:
             f"{100 * result.fold_std_pd():.2f}%."
         ),
     ]
-    for title, values in (("P_D", result.cv_pd), ("P_F", result.cv_pf), ("SP", result.cv_sp)):
-        means, stds = fold_mean_std(values)
+    for title, key in (("P_D", "pd"), ("P_F", "pf"), ("SP", "sp")):
+        means, stds = result.cv.mean[key], result.cv.std[key]
         rows = []
         for i in range(b.n_et):
             cells = [
@@ -132,8 +189,8 @@ def version_markdown(result: VersionResult, figures_prefix: str) -> str:
             rows.append([b.et_label(i), *cells])
         parts += [
             (
-                f"Cross-validation {title} [%] (mean ± std over {values.shape[0]} folds, validation rows; "
-                "threshold from each fold's training rows at the reference P_D):"
+                f"Cross-validation {title} [%] (mean ± std over {result.cv.folds} folds, validation rows; "
+                f"threshold from each fold's training rows at the reference P_D; {result.cv.source}):"
             ),
             markdown_table(["E_T [GeV] \\ |η|", *(b.eta_label(j) for j in range(b.n_eta))], rows),
         ]
@@ -205,8 +262,8 @@ def version_plots(result: VersionResult, reports: Path) -> list[Path]:
     fig, axes = subplots(1, 1, size=(6.0, 4.0))
     ax = axes[0][0]
     x = np.arange(b.n_bins)
-    for values, marker, name in ((result.cv_pd, "o", "P_D"), (result.cv_pf, "s", "P_F")):
-        mean, std = fold_mean_std(values)
+    for key, marker, name in (("pd", "o", "P_D"), ("pf", "s", "P_F")):
+        mean, std = result.cv.mean[key], result.cv.std[key]
         ax.errorbar(x, 100 * mean, yerr=100 * std, fmt=marker, ms=3, label=f"{name} (CV, fold spread)")
     ax.set_xlabel("bin (E_T-major)")
     ax.set_ylabel("%")

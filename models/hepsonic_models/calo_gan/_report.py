@@ -1,0 +1,140 @@
+"""``report("calo_gan", ctx)``: the validation report and model card from the served ONNX file.
+
+Inputs: ``<repository>/calo_gan/1/model.onnx`` (run with onnxruntime, as Triton serves it), the cached
+held-out parametrised showers (regenerated deterministically when missing) and the build record
+``<reports>/calo_gan/training.json`` (training steps and time, export parity). Nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..context import BuildContext
+from ..export import sha256_file, write_model_card
+from ._data import reference_samples, sizes, training_settings
+from ._features import FEATURE_NAMES
+from ._validate import ValidationResult, report_markdown, validate_generator
+
+__all__ = ["RECORD", "report_calo_gan"]
+
+#: The build record (what only training knows), next to the report.
+RECORD = "training.json"
+
+
+def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
+    record_path = ctx.reports / "calo_gan" / RECORD
+    for path in (onnx_path, record_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"model 'calo_gan': {path} is missing; build the model first")
+    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
+    if bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed:
+        raise RuntimeError(
+            f"model 'calo_gan': {record_path} records a {'smoke' if record['smoke'] else 'full'} build with "
+            f"seed {record['seed']}, but the report was asked for a {'smoke' if ctx.smoke else 'full'} build "
+            f"with seed {ctx.seed}"
+        )
+    sha256 = sha256_file(onnx_path)
+    if sha256 != record["sha256"]:
+        raise RuntimeError(
+            f"model 'calo_gan': {onnx_path} (sha256 {sha256}) is not the file the build recorded "
+            f"({record['sha256']}); rebuild the model"
+        )
+    return record
+
+
+def report_calo_gan(ctx: BuildContext) -> Path:
+    """Validate the served generator against the held-out showers; write report, metrics and card; return
+    the report's path."""
+    onnx_path = ctx.repository / "calo_gan" / "1" / "model.onnx"
+    record = _read_record(ctx, onnx_path)
+    references, _ = reference_samples(ctx)
+    reports = ctx.reports / "calo_gan"
+    reports.mkdir(parents=True, exist_ok=True)
+    result = validate_generator(onnx_path, references, reports, ctx.seed, threads=max(1, ctx.jobs))
+    return _write_outputs(ctx, record, result)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if np.isfinite(value) else "not recorded in the cached sample"
+
+
+def _write_outputs(ctx: BuildContext, record: dict[str, Any], result: ValidationResult) -> Path:
+    reports = ctx.reports / "calo_gan"
+    n = sizes(ctx.smoke)
+    settings = training_settings(ctx.smoke)
+    training = record["training"]
+    sha256 = record["sha256"]
+    metrics = {
+        "separation": result.separation,
+        "response": result.response,
+        "classifier_auc": result.classifier_auc,
+        "parametrisation_showers_per_s": result.parametrisation_per_s,
+        "generator_showers_per_s": result.generator_per_s,
+        "speed_up": result.speed_up,
+        "training": training,
+        "sha256": sha256,
+        "smoke": ctx.smoke,
+    }
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    smoke_flag = " --smoke" if ctx.smoke else ""
+    command = f"hepsonic-build-models --only calo_gan{smoke_flag} --seed {ctx.seed}"
+    report_command = f"hepsonic-build-models --report-only --only calo_gan{smoke_flag} --seed {ctx.seed}"
+    smoke_note = (
+        "\n> **SMOKE BUILD**: tiny data and a few training steps, for CI only. These weights are not physics.\n"
+        if ctx.smoke
+        else ""
+    )
+    notes = "".join(f"\n> Note: {note}\n" for note in record.get("notes", []))
+    body = report_markdown(result, figures_prefix="")
+    header = f"""# calo_gan: validation report
+{smoke_note}{notes}
+Generated showers vs an independent, held-out sample of the GFlash-style parametrisation (the reference), at
+fixed energies 10, 50, 90 GeV ({n["fixed"]:,} each) and over the 1-100 GeV spectrum ({n["test"]:,}).
+The classifier is a gradient-boosted tree on the {len(FEATURE_NAMES)} shower observables plus log E, trained on
+half of the (reference, generated) spectrum sample and evaluated on the other half.
+Generated showers come from the served `model.onnx` in onnxruntime (latents from
+`hepsonic_client.physics.showers.sample_latent`); `{report_command}` redoes this report from the cached
+showers without retraining. Speeds are measured when the report is written, on a shared machine.
+"""
+    readme = reports / "README.md"
+    readme.write_text(header + "\n" + body + "\n", encoding="utf-8")
+    card = f"""# calo_gan — conditional calorimeter shower generator (fast simulation)
+{smoke_note}{notes}
+**What it does.** Given a latent vector `z` (64 x N(0,1), sampled by the caller: use
+`hepsonic_client.physics.showers.calo_gan_inputs(energies, seed)` so runs are reproducible) and the incident
+positron energy `energy` (GeV, 1-100), returns the deposited energy (GeV, ≥ 0) in the three layers of the CaloGAN
+calorimeter: `layer_0` [3, 96], `layer_1` [12, 12], `layer_2` [12, 6].
+
+**Geometry** (exactly CaloGAN's): 480 x 480 mm, 80 x (2 mm Pb + 4 mm LAr) = 480 mm deep, layers 90 / 347 / 43 mm;
+normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
+
+## How the weights were made
+- **Training data:** {n["train"]:,} showers, energy uniform in 1-100 GeV, from the GFlash-style parametrisation in
+  `hepsonic_models.calorimeter` (Grindhammer-Peters Gamma longitudinal profile with correlated fluctuations,
+  core + tail radial profile, 40 depth slices, Gamma-distributed sampling fluctuations 11%/sqrt(E), energy spots of
+  50 MeV); cells in GeV, seed {ctx.seed}. Test samples: independent seeds {ctx.seed + 1}-{ctx.seed + 4}.
+- **Net:** MLP trunk (65 → 256 → 256 → 256, LeakyReLU) with per-layer pattern heads and a layer-energy head;
+  cells = E_layer x relu(pattern)/Σ relu(pattern). Critic: MLP on normalised patterns + log layer fractions + log E.
+- **Loss:** WGAN-GP (λ_GP = {settings.gradient_penalty}, {settings.critic_steps} critic steps per generator step,
+  Adam lr {settings.learning_rate}, batch {settings.batch_size}) + energy-conservation term (weight
+  {settings.energy_weight}: batch mean and spread of log(E_tot/E), generated vs real) + feature matching (weight
+  {settings.feature_weight}: mean and spread of differentiable layer fractions, depth, widths, soft occupancy and
+  peak-cell share in {settings.feature_groups} energy groups per batch, in units of the real spread).
+- **Training:** {training["steps"]:,} generator steps in {training["seconds"] / 60:.1f} min (data generation
+  {_seconds(float(record["generation_seconds"]))}) on {record["machine"]}; torch seed {ctx.seed}; git {record["git_revision"]}.
+- **Export:** ONNX opset {record["opset"]}, dynamic batch axis, max |onnxruntime - PyTorch| = {record["max_abs_diff"]:.1e} GeV on example
+  inputs (1-100 GeV; cells up to ~30 GeV, so this is float32 round-off; checked against 1e-4). `1/model.onnx` sha256 `{sha256}`.
+- **Rebuild:** `{command}` (or `make models ARGS="--only calo_gan"`).
+- **Report only:** `{report_command}` (showers generated by this `model.onnx` in onnxruntime, as served).
+
+## Validation (held-out parametrised showers)
+{report_markdown(result, figures_prefix="../../reports/calo_gan/")}
+
+Full report: `reports/calo_gan/README.md`; numbers: `reports/calo_gan/metrics.json`.
+"""
+    write_model_card(ctx.repository, "calo_gan", card)
+    return readme
