@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import cast
 
 from .context import BuildContext
+from .report import BuildRecordError
 from .specs import SPECS
 
 __all__ = ["FAMILIES", "BuildFailedError", "build_model", "main", "report_model"]
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = report_model if args.report_only else build_model
     # A report needs the build's outputs: a missing one is a plain message, not a traceback.
     expected: tuple[type[Exception], ...] = (
-        (BuildFailedError, FileNotFoundError) if args.report_only else (BuildFailedError,)
+        (BuildFailedError, BuildRecordError) if args.report_only else (BuildFailedError,)
     )
 
     timings: dict[str, float] = {}

@@ -40,6 +40,7 @@ __all__ = [
     "export_version",
     "numpy_dtype",
     "render_config",
+    "run_served",
     "sha256_file",
     "version_folders",
     "write_config",
@@ -276,13 +277,36 @@ def _torch_outputs(
     return [output.detach().cpu().numpy() for output in outputs]
 
 
-def _onnx_outputs(path: Path, spec: ModelSpec, arrays: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+def run_served(
+    path: Path, spec: ModelSpec, inputs: Mapping[str, npt.NDArray[Any]], *, threads: int = 1
+) -> dict[str, npt.NDArray[Any]]:
+    """Run an exported ``model.onnx`` in onnxruntime, as Triton serves it, over all rows of ``inputs``.
+
+    Rows go in batches of the served ``max_batch_size``; returns every output of the spec by name. This is the
+    one place validation and reports evaluate a served model, so they score exactly what Triton runs.
+    """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [t.name for t in spec.outputs]
+    n_rows = len(next(iter(inputs.values())))
+    parts = [
+        session.run(names, {t.name: inputs[t.name][start : start + spec.max_batch_size] for t in spec.inputs})
+        for start in range(0, n_rows, spec.max_batch_size)
+    ]
+    return {
+        tensor.name: np.concatenate([part[i] for part in parts])
+        if parts
+        else np.zeros((0, *tensor.dims), dtype=np.float32)
+        for i, tensor in enumerate(spec.outputs)
+    }
+
+
+def _onnx_outputs(path: Path, spec: ModelSpec, arrays: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
     feeds = {tensor.name: array for tensor, array in zip(spec.inputs, arrays, strict=True)}
-    return [np.asarray(out) for out in session.run([t.name for t in spec.outputs], feeds)]
+    outputs = run_served(path, spec, feeds)
+    return [outputs[t.name] for t in spec.outputs]
 
 
 def export_version(

@@ -5,6 +5,7 @@ Figures use matplotlib's non-interactive Agg backend, so builds run headless.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -16,13 +17,20 @@ import matplotlib as mpl
 import numpy as np
 import numpy.typing as npt
 
+from .context import BuildContext
+from .export import sha256_file
+
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 __all__ = [
+    "BUILD_RECORD",
+    "BuildRecordError",
     "build_machine",
+    "check_served_file",
     "git_revision",
     "markdown_table",
+    "read_build_record",
     "save_figure",
     "separation_power",
     "subplots",
@@ -88,3 +96,41 @@ def build_machine() -> str:
     return (
         f"{platform.machine()} {platform.system()}, {cores} usable cores, Python {platform.python_version()}"
     )
+
+
+#: What a build leaves in ``<reports>/<model>/`` for ``--report-only``: facts only training knows.
+BUILD_RECORD = "training.json"
+
+
+class BuildRecordError(RuntimeError):
+    """A report needs outputs of a build that are missing, or are not the files being served."""
+
+
+def read_build_record(ctx: BuildContext, name: str, *, required: Sequence[Path] = ()) -> dict[str, Any]:
+    """Load ``<reports>/<name>/training.json`` once ``required`` files and the record exist.
+
+    A record that says which build made it (``smoke``, ``seed``) must match the build asked for.
+    """
+    record_path = ctx.reports / name / BUILD_RECORD
+    for path in (*required, record_path):
+        if not path.is_file():
+            raise BuildRecordError(f"model {name!r}: {path} is missing; build the model first")
+    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
+    if "smoke" in record and (bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed):
+        recorded = "smoke" if record["smoke"] else "full"
+        asked = "smoke" if ctx.smoke else "full"
+        raise BuildRecordError(
+            f"model {name!r}: {record_path} records a {recorded} build with seed {record['seed']}, but the "
+            f"report was asked for a {asked} build with seed {ctx.seed}"
+        )
+    return record
+
+
+def check_served_file(name: str, onnx_path: Path, recorded_sha256: str) -> None:
+    """Raise :class:`BuildRecordError` unless ``onnx_path`` is the file the build recorded."""
+    actual = sha256_file(onnx_path)
+    if actual != recorded_sha256:
+        raise BuildRecordError(
+            f"model {name!r}: {onnx_path} (sha256 {actual}) is not the file the build recorded "
+            f"({recorded_sha256}); rebuild the model"
+        )

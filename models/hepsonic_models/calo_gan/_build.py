@@ -17,10 +17,10 @@ from hepsonic_client.physics.showers import calo_gan_inputs
 
 from ..context import BuildContext
 from ..export import export_version
-from ..report import build_machine, git_revision
+from ..report import BUILD_RECORD, build_machine, git_revision
 from ..specs import SPECS
 from ._data import reference_samples, sample, sizes, training_settings
-from ._report import RECORD, report_calo_gan
+from ._report import report_calo_gan
 from ._train import train_generator
 
 __all__ = ["build_calo_gan"]
@@ -56,5 +56,5 @@ def build_calo_gan(ctx: BuildContext) -> None:
         "git_revision": git_revision(),
         "notes": [],
     }
-    (reports / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (reports / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     report_calo_gan(ctx)

@@ -14,35 +14,20 @@ from typing import Any
 import numpy as np
 
 from ..context import BuildContext
-from ..export import sha256_file, write_model_card
+from ..export import write_model_card
+from ..report import check_served_file, read_build_record
 from ._data import reference_samples, sizes, training_settings
 from ._features import FEATURE_NAMES
 from ._validate import ValidationResult, report_markdown, validate_generator
 
-__all__ = ["RECORD", "report_calo_gan"]
+__all__ = ["report_calo_gan"]
 
 #: The build record (what only training knows), next to the report.
-RECORD = "training.json"
 
 
 def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
-    record_path = ctx.reports / "calo_gan" / RECORD
-    for path in (onnx_path, record_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"model 'calo_gan': {path} is missing; build the model first")
-    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
-    if bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed:
-        raise RuntimeError(
-            f"model 'calo_gan': {record_path} records a {'smoke' if record['smoke'] else 'full'} build with "
-            f"seed {record['seed']}, but the report was asked for a {'smoke' if ctx.smoke else 'full'} build "
-            f"with seed {ctx.seed}"
-        )
-    sha256 = sha256_file(onnx_path)
-    if sha256 != record["sha256"]:
-        raise RuntimeError(
-            f"model 'calo_gan': {onnx_path} (sha256 {sha256}) is not the file the build recorded "
-            f"({record['sha256']}); rebuild the model"
-        )
+    record = read_build_record(ctx, "calo_gan", required=[onnx_path])
+    check_served_file("calo_gan", onnx_path, record["sha256"])
     return record
 
 

@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 from hepsonic_client.physics.showers import sample_latent
 
 from ..calorimeter import CALOGAN_LAYERS, simulate_calogan_showers
+from ..export import run_served
 from ..report import markdown_table, save_figure, separation_power, subplots
 from ..specs import SPECS
 from ._features import FEATURE_NAMES, shower_features
@@ -86,12 +87,6 @@ def generate(
     return {**{key: layer.numpy() for key, layer in zip(_KEYS, layers, strict=True)}, "energy": energy}
 
 
-def _session(onnx_path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
 def generate_served(
     onnx_path: Path, energy_gev: npt.ArrayLike, seed: int, *, stream: int = 0, threads: int = 1
 ) -> Showers:
@@ -99,15 +94,8 @@ def generate_served(
     batches of the served ``max_batch_size``."""
     energy = np.asarray(energy_gev, dtype=np.float32).reshape(-1, 1)
     z = sample_latent(len(energy), seed, stream=stream)
-    session = _session(onnx_path, threads)
-    parts = [
-        session.run(list(_KEYS), {"z": z[start : start + _BATCH], "energy": energy[start : start + _BATCH]})
-        for start in range(0, len(energy), _BATCH)
-    ]
-    return {
-        **{key: np.concatenate([part[i] for part in parts]) for i, key in enumerate(_KEYS)},
-        "energy": energy,
-    }
+    outputs = run_served(onnx_path, SPECS["calo_gan"], {"z": z, "energy": energy}, threads=threads)
+    return {**{key: outputs[key] for key in _KEYS}, "energy": energy}
 
 
 def _classifier_auc(
@@ -133,7 +121,10 @@ def _speed(onnx_path: Path, seed: int, n: int) -> tuple[float, float]:
     start = time.perf_counter()
     simulate_calogan_showers(energies, seed)
     parametrisation = n / (time.perf_counter() - start)
-    session = _session(onnx_path, 1)
+    # A session of its own (not run_served): the timing must exclude opening the session.
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     feeds = {"z": sample_latent(n, seed), "energy": energies.astype(np.float32).reshape(-1, 1)}
     session.run(None, {k: v[:8] for k, v in feeds.items()})  # warm-up
     start = time.perf_counter()

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from hepsonic_client.physics.jets import build_tagger_inputs
 
 from ..context import BuildContext
-from ..export import export_version, sha256_file, write_model_card
+from ..export import export_version, run_served, write_model_card
+from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._evaluate import RocSummary, fit_mass_tau32_baseline, summarise_roc, tau32_of
 from ._generate import GeneratorSettings, JetSample, generate_jets, load_jets
@@ -39,7 +39,6 @@ from ._train import TrainingSettings, train_tagger
 __all__ = ["TAGGER_NAMES", "build_tagger", "report_tagger"]
 
 #: Training history and export facts left by the build for the report.
-_RECORD = "training.json"
 TAGGER_NAMES = ("particlenet_lite", "part_small")
 _TRAIN_FRACTION = 0.55
 _VALIDATION_FRACTION = 0.10  # the rest (35%) is the test set, used only for the final numbers
@@ -166,24 +165,16 @@ def build_tagger(name: str, ctx: BuildContext) -> None:
     }
     folder = ctx.reports / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / _RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (folder / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     report_tagger(name, ctx)
 
 
 def _onnx_top_probability(
     path: Path, name: str, inputs: dict[str, npt.NDArray[np.float32]], threads: int
 ) -> npt.NDArray[np.float32]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    spec = SPECS[name]
-    n_jets = len(inputs["pf_mask"])
-    scores = []
-    for start in range(0, n_jets, spec.max_batch_size):
-        feeds = {t.name: inputs[t.name][start : start + spec.max_batch_size] for t in spec.inputs}
-        (softmax,) = session.run(["softmax"], feeds)
-        scores.append(np.asarray(softmax)[:, 0])
-    result: npt.NDArray[np.float32] = np.concatenate(scores).astype(np.float32)
+    result: npt.NDArray[np.float32] = run_served(path, SPECS[name], inputs, threads=threads)["softmax"][
+        :, 0
+    ].astype(np.float32)
     return result
 
 
@@ -196,12 +187,8 @@ def report_tagger(name: str, ctx: BuildContext) -> Path:
     """
     _check_name(name)
     folder = ctx.reports / name
-    record_path = folder / _RECORD
     onnx_path = ctx.repository / name / "1" / "model.onnx"
-    for required in (record_path, onnx_path):
-        if not required.is_file():
-            raise FileNotFoundError(f"model {name!r}: {required} is missing; build the model first")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record = read_build_record(ctx, name, required=[onnx_path])
     recipe = _recipe(name, ctx)
     data = _data(recipe, ctx)
     score = _onnx_top_probability(onnx_path, name, _inputs(data.test), max(1, ctx.jobs))
@@ -219,12 +206,7 @@ def report_tagger(name: str, ctx: BuildContext) -> Path:
         train_loss=record["train_loss"],
         validation_loss=record["validation_loss"],
     )
-    sha256 = sha256_file(onnx_path)
-    if sha256 != record["onnx_sha256"]:
-        raise RuntimeError(
-            f"model {name!r}: {onnx_path} (sha256 {sha256}) is not the file the build exported "
-            f"({record['onnx_sha256']}); rebuild the model"
-        )
+    check_served_file(name, onnx_path, record["onnx_sha256"])
     common: dict[str, Any] = {
         "name": name,
         "ctx": ctx,

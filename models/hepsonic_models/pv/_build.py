@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import torch
-from tqdm import tqdm
 
 from ..context import BuildContext
-from ..export import ExportInfo, export_version, sha256_file, write_model_card
+from ..export import ExportInfo, export_version, run_served, write_model_card
+from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._evaluate import FP_BUDGET, choose_finder, evaluate, scan_curve
 from ._generator import (
@@ -35,7 +34,6 @@ __all__ = ["FULL", "SMOKE", "PVBuildConfig", "build", "report"]
 
 MODEL_NAME = "pv_finder"
 #: The build record (what only training knows), next to the report.
-RECORD = "training.json"
 #: Random streams of the three independent samples.
 _TRAIN, _VAL, _TEST = 1, 2, 3
 
@@ -128,43 +126,22 @@ def build(name: str, ctx: BuildContext, *, config: PVBuildConfig | None = None) 
     }
     report_dir = Path(ctx.reports) / MODEL_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (report_dir / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     report(name, ctx)
 
 
 def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
-    record_path = Path(ctx.reports) / MODEL_NAME / RECORD
-    for path in (onnx_path, record_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"model {MODEL_NAME!r}: {path} is missing; build the model first")
-    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
-    if bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed:
-        raise RuntimeError(
-            f"model {MODEL_NAME!r}: {record_path} records a {'smoke' if record['smoke'] else 'full'} build "
-            f"with seed {record['seed']}, but the report was asked for a {'smoke' if ctx.smoke else 'full'} "
-            f"build with seed {ctx.seed}"
-        )
-    sha256 = sha256_file(onnx_path)
-    if sha256 != record["sha256"]:
-        raise RuntimeError(
-            f"model {MODEL_NAME!r}: {onnx_path} (sha256 {sha256}) is not the file the build recorded "
-            f"({record['sha256']}); rebuild the model"
-        )
+    record = read_build_record(ctx, MODEL_NAME, required=[onnx_path])
+    check_served_file(MODEL_NAME, onnx_path, record["sha256"])
     return record
 
 
 def _served_prob(onnx_path: Path, kde: npt.NDArray[np.float32], threads: int) -> npt.NDArray[np.float32]:
     """``pv_prob`` of the exported model in onnxruntime (what Triton serves), in served-size batches."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    batch = SPECS[MODEL_NAME].max_batch_size
-    out = np.empty((kde.shape[0], kde.shape[-1]), dtype=np.float32)
-    for begin in tqdm(
-        range(0, kde.shape[0], batch), desc="pv_finder: onnxruntime", unit="batch", leave=False
-    ):
-        out[begin : begin + batch] = session.run(["pv_prob"], {"kde": kde[begin : begin + batch]})[0]
-    return out
+    prob: npt.NDArray[np.float32] = run_served(onnx_path, SPECS[MODEL_NAME], {"kde": kde}, threads=threads)[
+        "pv_prob"
+    ]
+    return prob
 
 
 def report(name: str, ctx: BuildContext) -> Path:

@@ -18,12 +18,12 @@ import torch
 
 from ..context import BuildContext
 from ..export import export_version
-from ..report import build_machine, git_revision
+from ..report import BUILD_RECORD, build_machine, git_revision
 from ..specs import SPECS
 from ._data import Arrays, load_sample, training_settings, version_rows
 from ._evaluate import FoldTable, efficiency, threshold_at
 from ._reference import tune_t2calo
-from ._report import RECORD, report_ringer, thresholds_path
+from ._report import report_ringer, thresholds_path
 from ._train import TrainingSettings, cross_validate, sp_index
 
 __all__ = ["build_ringer"]
@@ -147,5 +147,5 @@ def build_ringer(ctx: BuildContext) -> None:
         "versions": versions,
         "notes": [],
     }
-    (reports / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (reports / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     report_ringer(ctx)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from ..context import BuildContext
-from ..export import sha256_file, write_model_card
+from ..export import run_served, write_model_card
+from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._data import (
     MAX_ELECTRONS_PER_BIN,
@@ -31,10 +31,9 @@ from ._data import (
 from ._evaluate import FoldTable, VersionResult, efficiency, threshold_at, version_markdown, version_plots
 from ._reference import T2CaloCuts
 
-__all__ = ["RECORD", "report_ringer", "thresholds_path"]
+__all__ = ["report_ringer", "thresholds_path"]
 
 #: The build record (what only training knows), next to the report.
-RECORD = "training.json"
 _SPEC = SPECS["ringer"]
 
 
@@ -50,42 +49,17 @@ def _onnx_path(ctx: BuildContext, version: int) -> Path:
 def _read_inputs(ctx: BuildContext) -> dict[str, Any]:
     """The build record, after checking every input of the report exists and the ONNX files are the recorded
     ones."""
-    record_path = ctx.reports / "ringer" / RECORD
-    required = [record_path]
+    required = []
     for version in _SPEC.versions:
         required += [_onnx_path(ctx, version), thresholds_path(ctx, version)]
-    for path in required:
-        if not path.is_file():
-            raise FileNotFoundError(f"model 'ringer': {path} is missing; build the model first")
-    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
-    if bool(record["smoke"]) != ctx.smoke or int(record["seed"]) != ctx.seed:
-        raise RuntimeError(
-            f"model 'ringer': {record_path} records a {'smoke' if record['smoke'] else 'full'} build with seed "
-            f"{record['seed']}, but the report was asked for a {'smoke' if ctx.smoke else 'full'} build with "
-            f"seed {ctx.seed}"
-        )
+    record = read_build_record(ctx, "ringer", required=required)
     for version in _SPEC.versions:
-        recorded = record["versions"][str(version)]["sha256"]
-        actual = sha256_file(_onnx_path(ctx, version))
-        if actual != recorded:
-            raise RuntimeError(
-                f"model 'ringer' version {version}: {_onnx_path(ctx, version)} (sha256 {actual}) is not the "
-                f"file the build recorded ({recorded}); rebuild the model"
-            )
+        check_served_file("ringer", _onnx_path(ctx, version), record["versions"][str(version)]["sha256"])
     return record
 
 
 def _served_discriminant(path: Path, inputs: dict[str, npt.NDArray[np.float32]], threads: int) -> Any:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    n = len(inputs["et"])
-    batch = _SPEC.max_batch_size
-    parts = [
-        session.run(["discriminant"], {k: v[s : s + batch] for k, v in inputs.items()})[0][:, 0]
-        for s in range(0, n, batch)
-    ]
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+    return run_served(path, _SPEC, inputs, threads=threads)["discriminant"][:, 0].astype(np.float64)
 
 
 def _evaluate_version(version: int, data: Arrays, ctx: BuildContext, entry: dict[str, Any]) -> VersionResult:
