@@ -6,7 +6,13 @@ Each family module (``hepsonic_models.ringer``, ``.calo_gan``, ``.jets``, ``.pv`
 
 which generates its data (deterministic for ``ctx.seed``), trains, validates against its baseline, exports every
 version of model ``name`` into ``ctx.repository`` (``hepsonic_models.export``), writes the model card and the
-validation report under ``ctx.reports / name``.
+validation report under ``ctx.reports / name``, leaving a build record
+(``hepsonic_models.report.BUILD_RECORD``) there; and::
+
+    def report(name: str, ctx: BuildContext) -> Path
+
+which redoes that report and card from the served ONNX file(s), the build record and the cached test data,
+without training (``hepsonic-build-models --report-only``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ..context import BuildContext
 from ..export import run_served, write_model_card
-from ..report import BUILD_RECORD, check_served_file, read_build_record
+from ..report import check_served_file, read_build_record
 from ..specs import SPECS
 from ._data import (
     MAX_ELECTRONS_PER_BIN,
