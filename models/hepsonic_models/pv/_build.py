@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from ..context import BuildContext
 from ..export import ExportInfo, export_version, run_served, write_model_card
 from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
+from ._config import FULL, SMOKE, PVBuildConfig
 from ._evaluate import FP_BUDGET, choose_finder, evaluate, scan_curve
 from ._generator import (
     CrossingSample,
@@ -44,26 +45,6 @@ NN_INTEGRALS = (0.0, 0.02, 0.05, 0.1, 0.15)
 KDE_THRESHOLDS = np.round(np.geomspace(0.5, 500.0, 61), 3)
 KDE_INTEGRALS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 MIN_WIDTHS = (1, 2, 3, 4)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PVBuildConfig:
-    """Sample sizes and training settings of one build mode."""
-
-    n_train: int
-    n_val: int
-    n_test: int
-    train: TrainSettings
-    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
-
-
-FULL = PVBuildConfig(n_train=8000, n_val=1000, n_test=2000, train=TrainSettings(steps=1200))
-SMOKE = PVBuildConfig(
-    n_train=16,
-    n_val=6,
-    n_test=6,
-    train=TrainSettings(steps=3, batch_size=4, crop_bins=512, validate_every=3),
-)
 
 
 def _truth(sample: object) -> Truth:

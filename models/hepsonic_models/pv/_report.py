@@ -19,12 +19,13 @@ from hepsonic_client.physics.vertices import WIDE_KERNEL_MM, bin_centers
 
 from ..context import BuildContext
 from ..export import ExportInfo
+from ._config import FULL
 from ._evaluate import Curve, FinderChoice
 from ._metrics import MatchResult
 from ._train import TrainResult
 
 if TYPE_CHECKING:
-    from ._build import PVBuildConfig
+    from ._config import PVBuildConfig
     from ._generator import CrossingSample
 
 __all__ = ["BuildSummary", "MethodScore", "model_card", "write_report"]
@@ -437,8 +438,6 @@ def write_report(
 
 def model_card(summary: BuildSummary) -> str:
     """The Markdown of ``model_repository/pv_finder/MODEL_CARD.md``."""
-    from ._build import FULL  # noqa: PLC0415 (_build imports this module)
-
     info = summary.export
     smoke = summary.ctx.smoke
     lines = [
