@@ -59,7 +59,7 @@ def _recipe(name: str, ctx: BuildContext) -> _Recipe:
         if name == "particlenet_lite":
             training = TrainingSettings(epochs=3, batch_size=256, learning_rate=3e-3, seed=ctx.seed)
         else:
-            training = TrainingSettings(epochs=1, batch_size=128, learning_rate=1e-3, seed=ctx.seed)
+            training = TrainingSettings(epochs=4, batch_size=128, learning_rate=1e-3, seed=ctx.seed)
     return _Recipe(generator, training)
 
 
