@@ -1,4 +1,4 @@
-"""Process lifetime: block until SIGINT/SIGTERM, and make children die with their launcher."""
+"""Process lifetime: turn SIGINT/SIGTERM into a clean stop, and make children die with their launcher."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["stop_process_group", "terminate_with_parent", "wait_for_shutdown_signal"]
+__all__ = ["shutdown_requested", "stop_process_group", "terminate_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -25,22 +26,24 @@ def terminate_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_for_shutdown_signal(*, poll: threading.Event | None = None) -> int:
-    """Return the signal number of the first SIGINT/SIGTERM (or 0 when ``poll`` is set by a watcher)."""
-    stop = poll or threading.Event()
-    received: list[int] = []
+@contextlib.contextmanager
+def shutdown_requested() -> Iterator[threading.Event]:
+    """Within the block, SIGINT/SIGTERM set the yielded event instead of ending the process.
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
+    Enter it *before* announcing readiness: a supervisor (or a test) that signals right after the announcement
+    must find the handlers in place, or Python's default action kills us without a clean stop.
+    """
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stop.wait()
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-    return received[0] if received else 0
 
 
 def stop_process_group(process: subprocess.Popen[bytes] | None, *, timeout_s: float) -> None:

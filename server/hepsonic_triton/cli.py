@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ._errors import TritonError
 from ._server import TritonConfig, TritonServer
-from ._signals import wait_for_shutdown_signal
+from ._signals import shutdown_requested
 
 __all__ = ["add_triton_arguments", "config_from_args", "main"]
 
@@ -101,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hepsonic-triton: error: {exc}", file=sys.stderr)
         return 2
     try:
-        print(
-            f"hepsonic-triton ready http={server.http_url} grpc={server.grpc_url} metrics={server.metrics_url}",
-            flush=True,
-        )
-        wait_for_shutdown_signal()
+        with shutdown_requested() as stop:
+            print(
+                f"hepsonic-triton ready http={server.http_url} grpc={server.grpc_url} metrics={server.metrics_url}",
+                flush=True,
+            )
+            stop.wait()
     finally:
         server.stop()
     return 0

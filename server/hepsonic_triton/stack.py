@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._errors import TritonError, TritonStartError
 from ._server import TritonServer, check_port_free
-from ._signals import stop_process_group, terminate_with_parent, wait_for_shutdown_signal
+from ._signals import shutdown_requested, stop_process_group, terminate_with_parent
 from .cli import _env, add_triton_arguments, config_from_args
 
 __all__ = ["GatewayProcess", "main"]
@@ -135,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         triton.stop()
         print(f"hepsonic-serve: error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
     try:
-        _print_banner(triton, args, time.monotonic() - started)
-        threading.Thread(target=_watch, args=([gateway.process, triton._process], stop), daemon=True).start()
-        wait_for_shutdown_signal(poll=stop)
-        print("hepsonic-serve: stopping ...", flush=True)
+        with shutdown_requested() as stop:
+            _print_banner(triton, args, time.monotonic() - started)
+            watched = [gateway.process, triton._process]
+            threading.Thread(target=_watch, args=(watched, stop), daemon=True).start()
+            stop.wait()
+            print("hepsonic-serve: stopping ...", flush=True)
     finally:
-        stop.set()
         gateway.stop()
         triton.stop()
     print("hepsonic-serve: stopped (Triton, its python-backend stubs and the gateway)", flush=True)
