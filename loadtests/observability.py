@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from hepsonic_triton import stop_process_group
+
 __all__ = [
     "PROMETHEUS_DIR",
     "find_binary",
@@ -88,15 +90,7 @@ def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | No
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_process_group(process, timeout_s=10)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hepsonic_triton import TritonConfig, TritonServer
+from hepsonic_triton import TritonConfig, TritonServer, stop_process_group
 from hepsonic_triton.stack import GatewayProcess
 
 __all__ = ["Endpoints", "ServerSetup", "free_port", "naive_peer", "triton_stack"]
@@ -140,11 +139,4 @@ def naive_peer(
             time.sleep(0.1)
         yield Endpoints(naive_http=f"127.0.0.1:{port}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout_s=10)

@@ -13,10 +13,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from hepsonic_client.physics.jets import build_tagger_inputs
+from hepsonic_models import build as build_cli
 from hepsonic_models import jets
 from hepsonic_models.context import BuildContext
 from hepsonic_models.export import export_version, sha256_file
-from hepsonic_models.jets import __main__ as jets_cli
 from hepsonic_models.jets._generate import GeneratorSettings, _generate_chunk
 from hepsonic_models.jets._networks import ParticleNetLite, ParticleTransformerSmall, count_parameters
 from hepsonic_models.specs import SPECS
@@ -131,7 +131,12 @@ def test_smoke_build_generator_to_report(tmp_path: Path) -> None:
         "--reports",
         str(ctx.reports),
     ]
-    assert jets_cli.main(["report", "part_small", "--smoke", "--seed", "7", "--jobs", "2", *folders]) == 0
+    assert (
+        build_cli.main(
+            ["--report-only", "--only", "part_small", "--smoke", "--seed", "7", "--jobs", "2", *folders]
+        )
+        == 0
+    )
     assert (ctx.reports / "part_small" / "roc.png").is_file()
     assert (ctx.repository / "part_small" / "MODEL_CARD.md").read_text() == card_before
 
@@ -139,9 +144,19 @@ def test_smoke_build_generator_to_report(tmp_path: Path) -> None:
 def test_report_without_a_built_model_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["report", "particlenet_lite", "--repository", str(tmp_path), "--reports", str(tmp_path)]
-    assert jets_cli.main(args) == 1
-    assert "build the model first" in capsys.readouterr().err
+    args = [
+        "--report-only",
+        "--only",
+        "particlenet_lite",
+        "--repository",
+        str(tmp_path),
+        "--reports",
+        str(tmp_path),
+        "--workdir",
+        str(tmp_path),
+    ]
+    assert build_cli.main(args) == 1
+    assert "build the model first" in capsys.readouterr().out
 
 
 def test_generator_is_deterministic_for_a_seed() -> None:

@@ -1,7 +1,7 @@
 """Jet taggers ``particlenet_lite`` and ``part_small``: Pythia 8 + FastJet data, training, baseline, report.
 
 ``build(name, ctx)`` is the entry point used by ``hepsonic-build-models``; ``report(name, ctx)`` (also
-``python -m hepsonic_models.jets report NAME``) redoes the validation report and model card from the served
+``hepsonic-build-models --report-only --only NAME``) redoes the validation report and model card from the served
 ONNX file and the cached test jets. The heavy modules (torch, the trainers) are imported only when one of them
 runs, so the generator's worker processes start light.
 """

@@ -282,7 +282,7 @@ def _card(
         "```",
         f"hepsonic-build-models {'--smoke ' if ctx.smoke else ''}--only {name} --seed {ctx.seed} --jobs {ctx.jobs}",
         "# the report alone, from the served ONNX file and the cached test jets:",
-        f"python -m hepsonic_models.jets report {name} {'--smoke ' if ctx.smoke else ''}--seed {ctx.seed}",
+        f"hepsonic-build-models --report-only --only {name} {'--smoke ' if ctx.smoke else ''}--seed {ctx.seed}",
         "```",
         "",
         (
