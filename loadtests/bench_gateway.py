@@ -1,6 +1,7 @@
 """The gateway's tax: the same load against Triton directly and through the gateway, in one run.
 
     python loadtests/bench_gateway.py [--model ringer] [--duration 2] [--concurrency 1,2,4,8,16,32]
+                                      [--placements isolated,shared]
 
 Starts a real Triton on a one-model repository derived from ``model_repository/`` and the gateway in front of it
 (its own process, as deployed), then for HTTP and gRPC, batch 1 and batch 64, and every concurrency, drives
@@ -8,6 +9,15 @@ Starts a real Triton on a one-model repository derived from ``model_repository/`
 Triton and against the gateway, interleaved so that drift hits both alike. Prints a table, writes
 ``loadtests/results/bench_gateway.json`` and ``bench_gateway.png``. Targets (issue 4): through the gateway
 >= 85 % of direct throughput and <= 0.5 ms added p50 latency for ringer batch 64 at 8 clients.
+
+Two placements, both measured in the same run:
+
+* ``isolated`` (as deployed: the Helm chart runs gateway pods apart from the Triton pods): Triton and the load
+  generator share the same cores in the direct and the gateway measurement, and the gateway has cores of its own
+  (a quarter of the machine, at least one). The ratio is then the gateway's tax on what Triton can serve.
+* ``shared``: everything on every core. On a small machine this measures CPU contention as well: each request
+  proxied by the Python gRPC stack costs ~0.8 ms of CPU even with no logic at all, which the machine's other
+  processes then lack.
 """
 
 from __future__ import annotations
@@ -121,6 +131,46 @@ def _cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _threads_and_children(pid: int) -> tuple[list[int], list[int]]:
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        tids = [int(t.name) for t in tasks.iterdir()]
+    except OSError:
+        return [], []
+    children: list[int] = []
+    for tid in tids:
+        try:
+            children += [int(c) for c in (tasks / str(tid) / "children").read_text().split()]
+        except OSError:
+            continue
+    return tids, children
+
+
+def pin_tree(pid: int, cores: set[int], *, skip: int | None = None) -> None:
+    """Pin every thread of ``pid`` and of its descendants (except the tree of ``skip``) to ``cores``.
+
+    Threads the processes create later inherit it. Linux only; elsewhere (or without permission) a no-op.
+    """
+    if pid == skip or not hasattr(os, "sched_setaffinity"):
+        return
+    tids, children = _threads_and_children(pid)
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            continue
+    for child in children:
+        pin_tree(child, cores, skip=skip)
+
+
+def placement_cores(placement: str, cpus: list[int]) -> tuple[set[int], set[int]]:
+    """(cores of Triton and the load generator, cores of the gateway) for a placement."""
+    if placement == "shared" or len(cpus) < 2:
+        return set(cpus), set(cpus)
+    n_gateway = max(1, len(cpus) // 4)
+    return set(cpus[:-n_gateway]), set(cpus[-n_gateway:])
+
+
 def _gateway_sums(url: str, model: str) -> tuple[float, float, float, float]:
     """(request sum, request count, upstream sum, upstream count) of the gateway's own histograms for
     ``model``: their mean difference is the time a request spends *inside* the gateway."""
@@ -165,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,2,4,8,16,32")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--protocols", default="http,grpc")
+    parser.add_argument(
+        "--placements", default="isolated,shared", help="isolated (gateway on its own cores) and/or shared"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per point (median reported)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
     args = parser.parse_args(argv)
@@ -174,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     protocols = args.protocols.split(",")
+    placements = args.placements.split(",")
+    if unknown := set(placements) - {"isolated", "shared"}:
+        parser.error(f"unknown placement(s): {', '.join(sorted(unknown))} (isolated, shared)")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if model != "ringer":
         print(f"note: ringer is not in model_repository/ yet; measuring {model} instead", flush=True)
 
@@ -206,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("gateway", "http"): f"127.0.0.1:{gateway.http_port}",
                 ("gateway", "grpc"): f"127.0.0.1:{gateway.grpc_port}",
             }
+            # Repeats are interleaved (a whole sweep, then the next) so that drift on a shared machine hits
+            # every point alike; the report takes the median over repeats.
             points = [
-                (p, b, c, path)
+                (repeat, placement, p, b, c, path)
+                for repeat in range(args.repeats)
+                for placement in placements
                 for p in protocols
                 for b in batches
                 for c in concurrencies
@@ -216,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
             context = multiprocessing.get_context("spawn")
             try:
                 with context.Pool(1) as pool, tqdm(points, desc="bench", unit="point") as progress:
-                    for protocol, batch, clients, path in progress:
-                        progress.set_postfix_str(f"{protocol} b{batch} c{clients} {path}")
+                    for repeat, placement, protocol, batch, clients, path in progress:
+                        progress.set_postfix_str(f"{placement} {protocol} b{batch} c{clients} {path}")
                         arrays = _inputs(entry.config, batch)
                         gateway_pid = gateway.process.pid if gateway.process else None
+                        if cpus:
+                            server_cores, gateway_cores = placement_cores(placement, cpus)
+                            pin_tree(os.getpid(), server_cores, skip=gateway_pid)
+                            if gateway_pid is not None:
+                                pin_tree(gateway_pid, gateway_cores)
                         cpu_before = _cpu_seconds(gateway_pid)
                         sums_before = _gateway_sums(urls[("gateway", "http")], model)
                         latencies = pool.apply(
@@ -245,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                                 )
                         results.append(
                             {
+                                "repeat": repeat,
+                                "placement": placement,
                                 "path": path,
                                 "protocol": protocol,
                                 "batch": batch,
@@ -261,45 +330,85 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     stem = f"bench_gateway{('_' + args.tag) if args.tag else ''}"
     (args.output / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    _plot(results, model, args.output / f"{stem}.png")
+    _plot(_median_rows(results), model, args.output / f"{stem}.png")
     (args.output / f"{stem}.md").write_text(markdown(report, f"{stem}.png"))
     print(f"wrote {args.output / stem}.json, .png and .md")
     return 0
 
 
-def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace) -> dict[str, Any]:
-    by_key = {(r["path"], r["protocol"], r["batch"], r["clients"]): r for r in results}
-    comparisons = []
-    print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point)")
-    print(f"{'proto':<5} {'batch':>5} {'clients':>7} {'direct req/s':>12} {'gw req/s':>9} {'ratio':>6} "
-          f"{'direct p50':>10} {'gw p50':>8} {'added p50':>9} {'gw CPU/req':>10} {'in gw':>8}")  # fmt: skip
-    for (path, protocol, batch, clients), direct in sorted(by_key.items()):
-        if path != "direct":
-            continue
-        gateway = by_key[("gateway", protocol, batch, clients)]
-        ratio = (
-            gateway["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else float("nan")
-        )
-        added = gateway["p50_ms"] - direct["p50_ms"]
-        cpu = gateway.get("gateway_cpu_ms_per_request", float("nan"))
-        inside = gateway.get("gateway_internal_ms", float("nan"))
-        comparisons.append(
+def _median_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (placement, path, protocol, batch, clients): the median of each figure over repeats."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in results:
+        key = (row["placement"], row["path"], row["protocol"], row["batch"], row["clients"])
+        groups.setdefault(key, []).append(row)
+    merged = []
+    for (placement, path, protocol, batch, clients), rows in sorted(groups.items()):
+        figures = {k for row in rows for k, v in row.items() if isinstance(v, float)}
+        merged.append(
             {
+                "placement": placement,
+                "path": path,
                 "protocol": protocol,
                 "batch": batch,
                 "clients": clients,
+                "repeats": len(rows),
+                **{k: statistics.median(row[k] for row in rows if k in row) for k in sorted(figures)},
+            }
+        )
+    return merged
+
+
+def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace) -> dict[str, Any]:
+    by_key = {
+        (r["repeat"], r["placement"], r["path"], r["protocol"], r["batch"], r["clients"]): r for r in results
+    }
+    pairs: dict[tuple[str, str, int, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for (repeat, placement, path, protocol, batch, clients), direct in sorted(by_key.items()):
+        gateway = by_key.get((repeat, placement, "gateway", protocol, batch, clients))
+        if path == "direct" and gateway is not None:
+            pairs.setdefault((placement, protocol, batch, clients), []).append((direct, gateway))
+    comparisons: list[dict[str, Any]] = []
+    print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point, median of {args.repeats})")
+    print(f"{'placement':<9} {'proto':<5} {'batch':>5} {'clients':>7} {'direct req/s':>12} {'gw req/s':>9} {'ratio':>6} "
+          f"{'direct p50':>10} {'gw p50':>8} {'added p50':>9} {'gw CPU/req':>10} {'in gw':>8}")  # fmt: skip
+    nan = float("nan")
+    for (placement, protocol, batch, clients), measured in sorted(pairs.items()):
+
+        def median(values: list[float]) -> float:
+            finite = [v for v in values if v == v]  # noqa: PLR0124  (NaN test)
+            return statistics.median(finite) if finite else nan
+
+        # Ratios and differences per interleaved pair first: drift between pairs cancels.
+        ratio = median(
+            [g["requests_per_s"] / d["requests_per_s"] if d["requests_per_s"] else nan for d, g in measured]
+        )
+        added = median([g["p50_ms"] - d["p50_ms"] for d, g in measured])
+        cpu = median([g.get("gateway_cpu_ms_per_request", nan) for _, g in measured])
+        inside = median([g.get("gateway_internal_ms", nan) for _, g in measured])
+        direct_rps = median([d["requests_per_s"] for d, _ in measured])
+        gateway_rps = median([g["requests_per_s"] for _, g in measured])
+        direct_p50 = median([d["p50_ms"] for d, _ in measured])
+        gateway_p50 = median([g["p50_ms"] for _, g in measured])
+        comparisons.append(
+            {
+                "placement": placement,
+                "protocol": protocol,
+                "batch": batch,
+                "clients": clients,
+                "repeats": len(measured),
                 "throughput_ratio": ratio,
                 "added_p50_ms": added,
                 "gateway_cpu_ms_per_request": cpu,
                 "gateway_internal_ms": inside,
             }
         )
-        print(f"{protocol:<5} {batch:>5} {clients:>7} {direct['requests_per_s']:>12.0f} {gateway['requests_per_s']:>9.0f} "
-              f"{ratio:>6.2f} {direct['p50_ms']:>8.2f}ms {gateway['p50_ms']:>6.2f}ms {added:>7.2f}ms {cpu:>8.3f}ms {inside:>6.3f}ms")  # fmt: skip
+        print(f"{placement:<9} {protocol:<5} {batch:>5} {clients:>7} {direct_rps:>12.0f} {gateway_rps:>9.0f} "
+              f"{ratio:>6.2f} {direct_p50:>8.2f}ms {gateway_p50:>6.2f}ms {added:>7.2f}ms {cpu:>8.3f}ms {inside:>6.3f}ms")  # fmt: skip
     targets = [c for c in comparisons if c["batch"] == 64 and c["clients"] == 8]
     for c in targets:
         ok = c["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO and c["added_p50_ms"] <= TARGET_ADDED_P50_MS
-        print(f"target {model} b64 c8 {c['protocol']}: throughput {100 * c['throughput_ratio']:.0f} % of direct "
+        print(f"target {model} b64 c8 {c['protocol']} ({c['placement']}): throughput {100 * c['throughput_ratio']:.0f} % of direct "
               f"(>= 85 %), added p50 {c['added_p50_ms']:.2f} ms (<= 0.5 ms): {'MET' if ok else 'MISSED'}")  # fmt: skip
     return {
         "model": model,
@@ -310,6 +419,7 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
             "python": sys.version.split()[0],
         },
         "load_average_at_end": os.getloadavg(),
+        "repeats": args.repeats,
         "results": results,
         "comparisons": comparisons,
         "targets": {"throughput_ratio": TARGET_THROUGHPUT_RATIO, "added_p50_ms": TARGET_ADDED_P50_MS},
@@ -322,18 +432,20 @@ def markdown(report: dict[str, Any], png: str) -> str:
         f"# Gateway tax: {report['model']}, direct Triton vs through the gateway",
         "",
         (
-            f"{report['duration_s']:g} s per point; machine: {report['machine']['cpus']} CPUs "
+            f"{report['duration_s']:g} s per point, median of {report.get('repeats', 1)} interleaved repeats; machine: {report['machine']['cpus']} CPUs "
             f"({report['machine']['platform']}), load average at the end "
             f"{', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}. "
             "`in gw` = mean time inside the gateway process (its request histogram minus its upstream histogram); "
-            "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks)."
+            "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks). "
+            "Placements: `isolated` = the gateway on cores of its own, Triton and the load generator on the others "
+            "in both measurements (as deployed); `shared` = everything on every core (CPU contention included)."
         ),
         "",
-        "| protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) | gw CPU/req (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| placement | protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) | gw CPU/req (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {c['protocol']} | {c['batch']} | {c['clients']} | {c['throughput_ratio']:.2f} | "
+        f"| {c['placement']} | {c['protocol']} | {c['batch']} | {c['clients']} | {c['throughput_ratio']:.2f} | "
         f"{c['added_p50_ms']:.2f} | {c['gateway_internal_ms']:.3f} | {c['gateway_cpu_ms_per_request']:.3f} |"
         for c in report["comparisons"]
     ]
@@ -352,44 +464,57 @@ def markdown(report: dict[str, Any], png: str) -> str:
 
 
 def _plot(results: list[dict[str, Any]], model: str, path: Path) -> None:
+    """One column per (protocol, batch); per placement a row of throughput and a row of latency."""
     import matplotlib as mpl  # noqa: PLC0415
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    panels = sorted({(r["protocol"], r["batch"]) for r in results})
-    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 7), squeeze=False)
-    for column, (protocol, batch) in enumerate(panels):
-        for path_name, style, color in (("direct", "o-", "tab:blue"), ("gateway", "s--", "tab:orange")):
-            rows = sorted(
-                (
-                    r
-                    for r in results
-                    if (r["protocol"], r["batch"], r["path"]) == (protocol, batch, path_name)
-                ),
-                key=lambda r: r["clients"],
-            )
-            clients = [r["clients"] for r in rows]
-            axes[0][column].plot(
-                clients, [r["inferences_per_s"] for r in rows], style, color=color, label=path_name
-            )
-            axes[1][column].plot(
-                clients, [r["p50_ms"] for r in rows], style, color=color, label=f"{path_name} p50"
-            )
-            axes[1][column].plot(
-                clients, [r["p99_ms"] for r in rows], style, color=color, alpha=0.35, label=f"{path_name} p99"
-            )
-        axes[0][column].set_title(f"{protocol}, batch {batch}")
-        axes[0][column].set_ylabel("inferences / s")
-        axes[1][column].set_ylabel("latency (ms)")
-        axes[1][column].set_yscale("log")
-        for row in (0, 1):
-            axes[row][column].set_xscale("log", base=2)
-            axes[row][column].set_xlabel("concurrent clients")
-            axes[row][column].legend(fontsize=7)
+    columns = sorted({(r["protocol"], r["batch"]) for r in results})
+    placements = sorted({r["placement"] for r in results})
+    fig, axes = plt.subplots(
+        2 * len(placements),
+        len(columns),
+        figsize=(4 * len(columns), 3.4 * 2 * len(placements)),
+        squeeze=False,
+    )
+    for row0, placement in enumerate(placements):
+        for column, (protocol, batch) in enumerate(columns):
+            top, bottom = axes[2 * row0][column], axes[2 * row0 + 1][column]
+            for path_name, style, color in (("direct", "o-", "tab:blue"), ("gateway", "s--", "tab:orange")):
+                rows = sorted(
+                    (
+                        r
+                        for r in results
+                        if (r["placement"], r["protocol"], r["batch"], r["path"])
+                        == (placement, protocol, batch, path_name)
+                    ),
+                    key=lambda r: r["clients"],
+                )
+                clients = [r["clients"] for r in rows]
+                top.plot(clients, [r["inferences_per_s"] for r in rows], style, color=color, label=path_name)
+                bottom.plot(
+                    clients, [r["p50_ms"] for r in rows], style, color=color, label=f"{path_name} p50"
+                )
+                bottom.plot(
+                    clients,
+                    [r["p99_ms"] for r in rows],
+                    style,
+                    color=color,
+                    alpha=0.35,
+                    label=f"{path_name} p99",
+                )
+            top.set_title(f"{placement}: {protocol}, batch {batch}")
+            top.set_ylabel("inferences / s")
+            bottom.set_ylabel("latency (ms)")
+            bottom.set_yscale("log")
+            for axis in (top, bottom):
+                axis.set_xscale("log", base=2)
+                axis.set_xlabel("concurrent clients")
+                axis.legend(fontsize=7)
     fig.suptitle(f"hepsonic gateway tax: {model}, direct Triton vs through the gateway")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import math
+import os
 import random
 import time
 from collections import Counter
@@ -33,7 +35,7 @@ from ._routing import ModelPolicy, RoutingConfig, load_routing
 from ._upstream import Pool, Replica
 from ._validation import ModelSchema, TensorHeader, check_request
 
-__all__ = ["DataPlane", "ReplicaUnreachable", "RouteOverride", "Target"]
+__all__ = ["DataPlane", "ReplicaUnreachable", "RouteOverride", "Target", "new_request_id"]
 
 log = logging.getLogger("hepsonic.gateway")
 T = TypeVar("T")
@@ -43,6 +45,16 @@ _NO_VERSION = (None, "", "0")
 _POLICY_CACHE_LIMIT = 4096
 #: How long a replaced pool may wait for its last requests before it is closed anyway.
 _RETIRE_TIMEOUT_S = 120.0
+_REQUEST_ID_PREFIX = os.urandom(6).hex()
+_REQUEST_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across gateway processes: a random per-process prefix and a counter.
+
+    (A uuid4 per request costs several times more, on the hot path of every request.)
+    """
+    return f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_COUNTER):x}"
 
 
 class ReplicaUnreachable(Exception):
@@ -467,7 +479,7 @@ class DataPlane:
         except Exception:
             self.metrics.rejected.labels(target.model, "invalid").inc()
             raise
-        self.metrics.batch_size.labels(target.model).observe(batch)
+        self.metrics.child(self.metrics.batch_size, target.model).observe(batch)
         return schema
 
     # -- forwarding -------------------------------------------------------------------------------------
@@ -505,21 +517,21 @@ class DataPlane:
         try:
             if admission.slots.locked():
                 admission.waiting += 1
-                metrics.queued.labels(target.model).inc()
+                metrics.child(metrics.queued, target.model).inc()
                 try:
                     await admission.slots.acquire()
                 finally:
                     admission.waiting -= 1
-                    metrics.queued.labels(target.model).dec()
+                    metrics.child(metrics.queued, target.model).dec()
             else:
                 await admission.slots.acquire()
             admission.inflight += 1
-            metrics.inflight.labels(target.model).inc()
+            metrics.child(metrics.inflight, target.model).inc()
             try:
                 return await self._with_retries(target, call, admission)
             finally:
                 admission.inflight -= 1
-                metrics.inflight.labels(target.model).dec()
+                metrics.child(metrics.inflight, target.model).dec()
                 admission.slots.release()
         finally:
             target.pool.leases -= 1
@@ -560,13 +572,15 @@ class DataPlane:
                 replica.outstanding -= 1
             elapsed = time.perf_counter() - start
             admission.mean_latency_s = 0.9 * admission.mean_latency_s + 0.1 * elapsed
-            self.metrics.upstream.labels(target.model, str(target.version), replica.name).observe(elapsed)
+            self.metrics.child(
+                self.metrics.upstream, target.model, str(target.version), replica.name
+            ).observe(elapsed)
             return result
 
     def observe(self, model: str, version: int | None, protocol: str, status: str, elapsed_s: float) -> None:
         """Record one answered request in the latency histogram."""
-        self.metrics.requests.labels(
-            model, "" if version is None else str(version), protocol, status
+        self.metrics.child(
+            self.metrics.requests, model, "" if version is None else str(version), protocol, status
         ).observe(elapsed_s)
 
     def any_replica(self, model: str | None = None) -> Replica:

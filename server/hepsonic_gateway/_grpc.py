@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any, NoReturn
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ._auth import Principal
-from ._dataplane import DataPlane, ReplicaUnreachable, Target
+from ._dataplane import DataPlane, ReplicaUnreachable, Target, new_request_id
 from ._errors import (
     Conflict,
     DeadlineExceeded,
@@ -230,7 +229,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             )
             schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
             timeout = plane.timeout_s(target, context.time_remaining())
-            request_id = request_id or request.id or uuid.uuid4().hex
+            request_id = request_id or request.id or new_request_id()
             patch = service_pb2.ModelInferRequest()
             if request.model_version != str(target.version):
                 patch.model_version = str(target.version)

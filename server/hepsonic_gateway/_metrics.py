@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["Metrics"]
 
@@ -16,6 +19,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Histogram(
             "hepsonic_gateway_request_duration_seconds",
             "Inference request latency seen by the gateway, by model, version, protocol and status.",
@@ -79,3 +83,14 @@ class Metrics:
             ["pool", "replica"],
             registry=self.registry,
         )
+
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the hot path finds each series with one dict lookup.
+
+        Label sets are bounded (models, versions, replicas, statuses), as they are in the registry itself.
+        """
+        key = (id(metric), labels)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = metric.labels(*labels)
+        return series

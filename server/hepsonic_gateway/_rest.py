@@ -10,7 +10,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -24,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._auth import Principal
-from ._dataplane import DataPlane, ReplicaUnreachable, RouteOverride, Target, retry_after_header
+from ._dataplane import (
+    DataPlane,
+    ReplicaUnreachable,
+    RouteOverride,
+    Target,
+    new_request_id,
+    retry_after_header,
+)
 from ._errors import (
     Conflict,
     DeadlineExceeded,
@@ -344,7 +350,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
         started = time.perf_counter()
         plane: DataPlane = request.app.state.dataplane
         headers_in = request.headers
-        request_id = headers_in.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers_in.get("x-request-id") or new_request_id()
         target: Target | None = None
         status = "error"
         try:

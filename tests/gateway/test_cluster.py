@@ -63,7 +63,9 @@ def test_grpc_provenance_and_request_id(gateway: Gateway, cluster: Cluster) -> N
     np.testing.assert_array_equal(result.as_numpy("y"), [[3, 5, 7, 9]])
     assert response.parameters["hepsonic_model_sha256"].string_param == cluster.digests[("toy", 2)]
     assert response.parameters["hepsonic_server"].string_param in {t.grpc_url for t in cluster.tritons}
-    assert re.fullmatch(r"[0-9a-f]{32}", response.id), "the gateway sets ModelInferRequest.id when empty"
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.id), "the gateway sets ModelInferRequest.id when empty"
+    again = infer_grpc(gateway.grpc, version="canary").get_response().id
+    assert again != response.id, "request ids are unique"
 
 
 def test_weighted_split_within_statistical_bounds(client: httpx.Client) -> None:
