@@ -21,7 +21,9 @@ class PVBuildConfig:
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
 
 
-FULL = PVBuildConfig(n_train=8000, n_val=1000, n_test=2000, train=TrainSettings(steps=1200))
+FULL = PVBuildConfig(
+    n_train=8000, n_val=1000, n_test=2000, train=TrainSettings(steps=12000, validate_every=500)
+)
 SMOKE = PVBuildConfig(
     n_train=16,
     n_val=6,
