@@ -4,13 +4,17 @@
 bytes that came, with at most a few appended bytes that override ``model_version`` (an alias resolved to a number)
 and set ``id`` (the request id) — protobuf's last-field-wins rule makes that exact. Triton's answer is relayed as
 bytes too, with the provenance parameters appended the same way (map entries merge). So no tensor is ever
-re-serialised. Domain errors become gRPC statuses in :data:`_CODE`, in one place (:func:`_abort`).
+re-serialised. ``ModelStreamInfer`` serves each streamed request the same way. Domain errors become gRPC statuses
+in :data:`_CODE`, in one place (:func:`_abort`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import grpc
@@ -63,6 +67,10 @@ _HTTP_OF: dict[grpc.StatusCode, int] = {
 }
 _CODE_OF_HTTP = {status: code for code, status in _HTTP_OF.items()}
 _ROUTE_KEY = "x-hepsonic-route-key"
+#: ``ModelStreamInferResponse.infer_response`` (field 2; field 1 is ``error_message``).
+_STREAM_INFER_RESPONSE_FIELD = service_pb2.ModelStreamInferResponse.DESCRIPTOR.fields_by_name[
+    "infer_response"
+].number
 _TYPED_CONTENTS = (
     "bool_contents",
     "int_contents",
@@ -210,12 +218,62 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
 
     async def ModelInfer(self, raw: bytes, context: Any) -> bytes:
         """Inference on raw bytes (see the module docstring): routed, validated, forwarded untouched."""
+        try:
+            return await self._infer(raw, _metadata(context), context.time_remaining())
+        except GatewayError as exc:
+            await _abort(context, exc)
+
+    async def ModelStreamInfer(self, requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        """Triton's bidirectional stream: every request is served as by ``ModelInfer``, concurrently.
+
+        Answers come in completion order (match them by ``id``, as with Triton); a refused request becomes an
+        ``error_message`` answer and the stream goes on, as Triton does. One unary call upstream per request:
+        no served model is decoupled, so each request has exactly one answer.
+        """
+        metadata = _metadata(context)
+        try:
+            self.plane.authenticate(metadata.get("authorization"))
+        except GatewayError as exc:
+            await _abort(context, exc)
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def serve(raw: bytes) -> None:
+            try:
+                answer = await self._infer(raw, metadata, context.time_remaining())
+                await answers.put(_field_bytes(_STREAM_INFER_RESPONSE_FIELD, answer))
+            except GatewayError as exc:
+                message = f"[{code_of(exc).name}] {exc.message}"
+                await answers.put(
+                    service_pb2.ModelStreamInferResponse(error_message=message).SerializeToString()
+                )
+
+        async def read() -> None:
+            try:
+                async for raw in requests:
+                    task = asyncio.create_task(serve(raw))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                if pending:
+                    await asyncio.gather(*pending)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            for task in (reader, *pending):
+                task.cancel()
+
+    async def _infer(self, raw: bytes, metadata: dict[str, str], time_remaining: float | None) -> bytes:
+        """One inference on raw bytes: route, validate, forward; the answer with provenance appended."""
         started = time.perf_counter()
         plane = self.plane
         status = "error"
         target: Target | None = None
         model = ""
-        metadata = _metadata(context)
         request_id = metadata.get("x-request-id", "")
         try:
             try:
@@ -228,7 +286,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                 model, request.model_version or None, route_key=metadata.get(_ROUTE_KEY), principal=principal
             )
             schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
-            timeout = plane.timeout_s(target, context.time_remaining())
+            timeout = plane.timeout_s(target, time_remaining)
             request_id = request_id or request.id or new_request_id()
             patch = service_pb2.ModelInferRequest()
             if request.model_version != str(target.version):
@@ -257,12 +315,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                         "protocol": "grpc",
                     },
                 )
-            tail = service_pb2.ModelInferResponse()
-            tail.parameters["hepsonic_server"].string_param = served_by[-1]
-            if schema is not None and schema.sha256:
-                tail.parameters["hepsonic_model_sha256"].string_param = schema.sha256
-            reply: bytes = answer + tail.SerializeToString()
-            return reply
+            return answer + _provenance(served_by[-1], schema.sha256 if schema is not None else "")
         except GatewayError as exc:
             status = code_of(exc).name
             # Overload refusals are counted in metrics; logging each one would flood the log exactly then.
@@ -271,7 +324,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                 "request refused",
                 extra={"request_id": request_id, "model": model, "status": status, "error": exc.message},
             )
-            await _abort(context, exc)
+            raise
         finally:
             plane.observe(
                 model if target is not None else "",
@@ -282,15 +335,38 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             )
 
 
+@functools.lru_cache(maxsize=1024)
+def _provenance(server: str, sha256: str) -> bytes:
+    """The provenance parameters as serialised ``ModelInferResponse`` fields (appended: map entries merge)."""
+    tail = service_pb2.ModelInferResponse()
+    tail.parameters["hepsonic_server"].string_param = server
+    if sha256:
+        tail.parameters["hepsonic_model_sha256"].string_param = sha256
+    data: bytes = tail.SerializeToString()
+    return data
+
+
+def _field_bytes(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tag, varint length, bytes): wraps a message without re-parsing it."""
+    header = bytearray([number << 3 | 2])
+    length = len(payload)
+    while length >= 0x80:
+        header.append(length & 0x7F | 0x80)
+        length >>= 7
+    header.append(length)
+    return bytes(header) + payload
+
+
 def _handlers(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
     """The service's method handlers: protobuf (de)serialisation everywhere except ``ModelInfer`` (raw)."""
     service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
-        if method.client_streaming or method.server_streaming:
-            continue  # ModelStreamInfer: not offered by the gateway (UNIMPLEMENTED)
         if method.name == "ModelInfer":
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
+            continue
+        if method.name == "ModelStreamInfer":
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(servicer.ModelStreamInfer)
             continue
         request_type = getattr(service_pb2, method.input_type.name)
         response_type = getattr(service_pb2, method.output_type.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -63,7 +65,9 @@ def test_grpc_provenance_and_request_id(gateway: Gateway, cluster: Cluster) -> N
     np.testing.assert_array_equal(result.as_numpy("y"), [[3, 5, 7, 9]])
     assert response.parameters["hepsonic_model_sha256"].string_param == cluster.digests[("toy", 2)]
     assert response.parameters["hepsonic_server"].string_param in {t.grpc_url for t in cluster.tritons}
-    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.id), "the gateway sets ModelInferRequest.id when empty"
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.id), (
+        "the gateway sets ModelInferRequest.id when empty"
+    )
     again = infer_grpc(gateway.grpc, version="canary").get_response().id
     assert again != response.id, "request ids are unique"
 
@@ -303,3 +307,71 @@ def test_openapi_docs(client: httpx.Client) -> None:
     assert "/v2/models/{model}/versions/{version}/infer" in spec["paths"]
     assert "/admin/models/{model}/rollout" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def _stream(
+    url: str, requests: list[tuple[str, str, str, np.ndarray[Any, Any]]], key: str | None
+) -> list[Any]:
+    """Send (request id, model, version, x) over one ModelStreamInfer stream with the stock client; return
+    what the callback received: (result, error) pairs, in arrival order."""
+    received: list[tuple[Any, Any]] = []
+    done = threading.Event()
+
+    def callback(result: Any, error: Any) -> None:
+        received.append((result, error))
+        if len(received) >= len(requests) or (
+            error is not None and result is None and "stream" in str(error)
+        ):
+            done.set()
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        client.start_stream(callback, headers=bearer(key))
+        for request_id, model, version, x in requests:
+            tensor = grpcclient.InferInput("x", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            try:
+                client.async_stream_infer(model, [tensor], model_version=version, request_id=request_id)
+            except InferenceServerException as exc:  # the stream was already refused (the key)
+                received.append((None, exc))
+                done.set()
+                break
+        done.wait(20.0)
+        client.stop_stream()
+    finally:
+        client.close()
+    return received
+
+
+def test_stream_infer_serves_every_request_and_survives_refused_ones(gateway: Gateway) -> None:
+    x = np.array([[1, 2, 3, 4]], dtype=np.float32)
+    requests = [(f"ok-{i}", "toy", "canary" if i % 2 else "1", x) for i in range(12)]
+    requests.insert(3, ("unknown-model", "nope", "", x))
+    requests.insert(7, ("bad-shape", "toy", "1", np.ones((1, 5), dtype=np.float32)))
+    received = _stream(
+        gateway.grpc, requests, "admin"
+    )  # admin: may ask for any model, so 'nope' is NOT_FOUND
+    assert len(received) == len(requests), received
+    answers = {result.get_response().id: result for result, error in received if error is None}
+    errors = [str(error) for result, error in received if error is not None]
+    assert set(answers) == {f"ok-{i}" for i in range(12)}, (
+        "every valid request is answered, also after errors"
+    )
+    for i in range(12):
+        response = answers[f"ok-{i}"].get_response()
+        version = 2 if i % 2 else 1
+        assert response.model_version == str(version)
+        np.testing.assert_array_equal(answers[f"ok-{i}"].as_numpy("y"), x * version + 1)
+        assert response.parameters["hepsonic_model_sha256"].string_param, "provenance on streamed answers too"
+    assert len(errors) == 2
+    assert any("nope" in e and "NOT_FOUND" in e for e in errors), errors
+    assert any("'x'" in e and "[1, 5]" in e and "INVALID_ARGUMENT" in e for e in errors), errors
+
+
+def test_stream_infer_needs_a_key(gateway: Gateway) -> None:
+    x = np.array([[1, 2, 3, 4]], dtype=np.float32)
+    received = _stream(gateway.grpc, [("r", "toy", "1", x)], None)
+    assert received, "the refusal reaches the stream callback"
+    result, error = received[0]
+    assert result is None
+    assert "UNAUTHENTICATED" in str(error) or "API key" in str(error), error
