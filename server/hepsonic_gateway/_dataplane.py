@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._auth import ANONYMOUS, KeyStore, Principal
-from ._errors import DeadlineExceeded, NotFound, Overloaded, TooLarge, Unavailable
+from ._errors import DeadlineExceeded, GatewayError, NotFound, Overloaded, TooLarge, Unavailable
 from ._metrics import Metrics
 from ._routing import ModelPolicy, RoutingConfig, load_routing
 from ._upstream import Pool, Replica
@@ -576,6 +576,34 @@ class DataPlane:
                 self.metrics.upstream, target.model, str(target.version), replica.name
             ).observe(elapsed)
             return result
+
+    @staticmethod
+    def log_served(
+        request_id: str, target: Target, replica: str, principal: Principal, protocol: str
+    ) -> None:
+        """One DEBUG line per served request (off by default: it is the hot path)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request served",
+                extra={
+                    "request_id": request_id,
+                    "model": target.model,
+                    "version": target.version,
+                    "replica": replica,
+                    "key": principal.name,
+                    "protocol": protocol,
+                },
+            )
+
+    @staticmethod
+    def log_refused(request_id: str, model: str, status: str, exc: GatewayError) -> None:
+        """One line per refused request; overload refusals at DEBUG (counted in metrics: logging each one
+        would flood the log exactly then)."""
+        log.log(
+            logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO,
+            "request refused",
+            extra={"request_id": request_id, "model": model, "status": status, "error": exc.message},
+        )
 
     def observe(self, model: str, version: int | None, protocol: str, status: str, elapsed_s: float) -> None:
         """Record one answered request in the latency histogram."""

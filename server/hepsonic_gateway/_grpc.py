@@ -303,27 +303,11 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
 
             answer = await plane.forward(target, call)
             status = "OK"
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "request served",
-                    extra={
-                        "request_id": request_id,
-                        "model": model,
-                        "version": target.version,
-                        "replica": served_by[-1],
-                        "key": principal.name,
-                        "protocol": "grpc",
-                    },
-                )
+            plane.log_served(request_id, target, served_by[-1], principal, "grpc")
             return answer + _provenance(served_by[-1], schema.sha256 if schema is not None else "")
         except GatewayError as exc:
             status = code_of(exc).name
-            # Overload refusals are counted in metrics; logging each one would flood the log exactly then.
-            log.log(
-                logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO,
-                "request refused",
-                extra={"request_id": request_id, "model": model, "status": status, "error": exc.message},
-            )
+            plane.log_refused(request_id, model, status, exc)
             raise
         finally:
             plane.observe(

@@ -404,28 +404,13 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
                         "replica": served_by[-1],
                     },
                 )
-            elif log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "request served",
-                    extra={
-                        "request_id": request_id,
-                        "model": model,
-                        "version": target.version,
-                        "replica": served_by[-1],
-                        "key": principal.name,
-                        "protocol": "http",
-                    },
-                )
+            else:
+                plane.log_served(request_id, target, served_by[-1], principal, "http")
             relayed.update(extra)
             return Response(content=content, status_code=upstream_status, headers=relayed)
         except GatewayError as exc:
             status = str(status_of(exc))
-            # Overload refusals are counted in metrics; logging each one would flood the log exactly then.
-            log.log(
-                logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO,
-                "request refused",
-                extra={"request_id": request_id, "model": model, "status": status, "error": exc.message},
-            )
+            plane.log_refused(request_id, model, status, exc)
             return _error_response(exc, {"x-request-id": request_id})
         finally:
             plane.observe(
