@@ -47,7 +47,7 @@ TRITON_METRICS     ?= 127.0.0.1:8002
 PROMETHEUS_PORT    ?= 9090
 BENCH_OUT          ?= loadtests/results/cpu-2core
 
-.PHONY: loadtest bench bench-quick prometheus screenshots dashboards
+.PHONY: loadtest bench bench-quick bench-gateway prometheus screenshots dashboards
 
 # A bounded headless locust run with JSON + HTML reports; exits 3 when a threshold is exceeded.
 loadtest: $(STAMP)
@@ -59,6 +59,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m loadtests.bench --quick --budget-s 60 --out out/bench-quick $(ARGS)
+
+# The gateway's tax against direct Triton (both protocols, isolated and shared cores; about 12 minutes)
+# -> loadtests/results/bench_gateway.md.
+bench-gateway: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python loadtests/bench_gateway.py $(ARGS)
 
 # Debian's Prometheus (apt-get install -y prometheus) next to `make serve`, on 127.0.0.1:$(PROMETHEUS_PORT).
 prometheus: $(STAMP)
