@@ -32,9 +32,12 @@ import re
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +149,12 @@ def _threads_and_children(pid: int) -> tuple[list[int], list[int]]:
     return tids, children
 
 
-def pin_tree(pid: int, cores: set[int], *, skip: int | None = None) -> None:
-    """Pin every thread of ``pid`` and of its descendants (except the tree of ``skip``) to ``cores``.
+def pin_tree(pid: int, cores: set[int], *, skip: Collection[int] = ()) -> None:
+    """Pin every thread of ``pid`` and of its descendants (except the trees of ``skip``) to ``cores``.
 
     Threads the processes create later inherit it. Linux only; elsewhere (or without permission) a no-op.
     """
-    if pid == skip or not hasattr(os, "sched_setaffinity"):
+    if pid in skip or not hasattr(os, "sched_setaffinity"):
         return
     tids, children = _threads_and_children(pid)
     for tid in tids:
@@ -191,6 +194,34 @@ def _gateway_sums(url: str, model: str) -> tuple[float, float, float, float]:
     )
 
 
+def _start_passthrough(upstream: str, *, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``loadtests/passthrough_proxy.py`` in front of ``upstream``; (process, its address)."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.passthrough_proxy", "--listen", address, "--upstream", upstream],
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    ready = threading.Timer(
+        timeout_s, process.kill
+    )  # a proxy that never says "ready" must not hang the bench
+    ready.start()
+    try:
+        line = process.stdout.readline()
+    finally:
+        ready.cancel()
+    process.stdout.close()
+    if line.strip() != b"ready":
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the pass-through proxy did not start (exit code {process.poll()})")
+    return process, address
+
+
 def _one_model_repository(model: str, workdir: Path) -> Path:
     repository = workdir / "repository"
     repository.mkdir()
@@ -202,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    from hepsonic_triton import TritonConfig, TritonServer, load_repository  # noqa: PLC0415
+    from hepsonic_triton import (  # noqa: PLC0415
+        TritonConfig,
+        TritonServer,
+        load_repository,
+        stop_process_group,
+    )
     from hepsonic_triton.stack import GatewayProcess  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
@@ -219,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         "--placements", default="isolated,shared", help="isolated (gateway on its own cores) and/or shared"
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurements per point (median reported)")
+    parser.add_argument(
+        "--no-passthrough",
+        dest="passthrough",
+        action="store_false",
+        help="skip the reference gRPC pass-through proxy (loadtests/passthrough_proxy.py)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
     args = parser.parse_args(argv)
@@ -258,12 +300,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             gateway.env["HEPSONIC_LOG_LEVEL"] = "WARNING"
             gateway.start()
+            passthrough = (
+                _start_passthrough(triton.grpc_url) if "grpc" in protocols and args.passthrough else None
+            )
+            hops = {"gateway": gateway.process.pid if gateway.process else None}
+            if passthrough is not None:
+                hops["passthrough"] = passthrough[0].pid
             urls = {
                 ("direct", "http"): triton.http_url,
                 ("direct", "grpc"): triton.grpc_url,
                 ("gateway", "http"): f"127.0.0.1:{gateway.http_port}",
                 ("gateway", "grpc"): f"127.0.0.1:{gateway.grpc_port}",
             }
+            if passthrough is not None:
+                urls[("passthrough", "grpc")] = passthrough[1]
             # Repeats are interleaved (a whole sweep, then the next) so that drift on a shared machine hits
             # every point alike; the report takes the median over repeats.
             points = [
@@ -273,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 for p in protocols
                 for b in batches
                 for c in concurrencies
-                for path in ("direct", "gateway")
+                for path in ("direct", "gateway", "passthrough")
+                if (path, p) in urls
             ]
             context = multiprocessing.get_context("spawn")
             try:
@@ -281,27 +332,26 @@ def main(argv: list[str] | None = None) -> int:
                     for repeat, placement, protocol, batch, clients, path in progress:
                         progress.set_postfix_str(f"{placement} {protocol} b{batch} c{clients} {path}")
                         arrays = _inputs(entry.config, batch)
-                        gateway_pid = gateway.process.pid if gateway.process else None
-                        if cpus:
+                        if cpus:  # the gateway and the pass-through proxy get the gateway's cores
                             server_cores, gateway_cores = placement_cores(placement, cpus)
-                            pin_tree(os.getpid(), server_cores, skip=gateway_pid)
-                            if gateway_pid is not None:
-                                pin_tree(gateway_pid, gateway_cores)
-                        cpu_before = _cpu_seconds(gateway_pid)
+                            hop_pids = [pid for pid in hops.values() if pid is not None]
+                            pin_tree(os.getpid(), server_cores, skip=hop_pids)
+                            for pid in hop_pids:
+                                pin_tree(pid, gateway_cores)
+                        hop_pid = hops.get(path)  # the process whose CPU this point charges (none: direct)
+                        cpu_before = _cpu_seconds(hop_pid)
                         sums_before = _gateway_sums(urls[("gateway", "http")], model)
                         latencies = pool.apply(
                             _point,
                             ((protocol, urls[(path, protocol)], model, arrays, clients, args.duration),),
                         )
-                        cpu_after = _cpu_seconds(gateway_pid)
+                        cpu_after = _cpu_seconds(hop_pid)
                         sums_after = _gateway_sums(urls[("gateway", "http")], model)
                         summary = _summary(latencies, args.duration, batch)
-                        if path == "gateway" and cpu_before is not None and cpu_after is not None:
+                        if cpu_before is not None and cpu_after is not None:
                             # Includes the warm-up requests, which are not in `requests`: an upper bound.
                             warm = summary["requests"] * (1 + min(0.5, args.duration / 4) / args.duration)
-                            summary["gateway_cpu_ms_per_request"] = (
-                                1e3 * (cpu_after - cpu_before) / max(warm, 1)
-                            )
+                            summary["hop_cpu_ms_per_request"] = 1e3 * (cpu_after - cpu_before) / max(warm, 1)
                         if path == "gateway":
                             request_sum, request_n, upstream_sum, upstream_n = (
                                 after - before for after, before in zip(sums_after, sums_before, strict=True)
@@ -323,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
             finally:
                 gateway.stop()
+                if passthrough is not None:
+                    stop_process_group(passthrough[0], timeout_s=5.0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -363,48 +415,62 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
     by_key = {
         (r["repeat"], r["placement"], r["path"], r["protocol"], r["batch"], r["clients"]): r for r in results
     }
-    pairs: dict[tuple[str, str, int, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    # Per interleaved repeat: (direct, gateway, pass-through proxy or None).
+    sets: dict[
+        tuple[str, str, int, int], list[tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]]
+    ] = {}
     for (repeat, placement, path, protocol, batch, clients), direct in sorted(by_key.items()):
         gateway = by_key.get((repeat, placement, "gateway", protocol, batch, clients))
         if path == "direct" and gateway is not None:
-            pairs.setdefault((placement, protocol, batch, clients), []).append((direct, gateway))
+            passthrough = by_key.get((repeat, placement, "passthrough", protocol, batch, clients))
+            sets.setdefault((placement, protocol, batch, clients), []).append((direct, gateway, passthrough))
     comparisons: list[dict[str, Any]] = []
-    print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point, median of {args.repeats})")
+    print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point, median of {args.repeats}); "
+          "pt = the no-logic gRPC pass-through proxy, for reference")  # fmt: skip
     print(f"{'placement':<9} {'proto':<5} {'batch':>5} {'clients':>7} {'direct req/s':>12} {'gw req/s':>9} {'ratio':>6} "
-          f"{'direct p50':>10} {'gw p50':>8} {'added p50':>9} {'gw CPU/req':>10} {'in gw':>8}")  # fmt: skip
+          f"{'added p50':>9} {'gw CPU/req':>10} {'in gw':>8} {'pt ratio':>8} {'pt CPU/req':>10}")  # fmt: skip
     nan = float("nan")
-    for (placement, protocol, batch, clients), measured in sorted(pairs.items()):
 
-        def median(values: list[float]) -> float:
-            finite = [v for v in values if v == v]  # noqa: PLR0124  (NaN test)
-            return statistics.median(finite) if finite else nan
+    def median(values: list[float]) -> float:
+        finite = [v for v in values if v == v]  # noqa: PLR0124  (NaN test)
+        return statistics.median(finite) if finite else nan
 
-        # Ratios and differences per interleaved pair first: drift between pairs cancels.
-        ratio = median(
-            [g["requests_per_s"] / d["requests_per_s"] if d["requests_per_s"] else nan for d, g in measured]
-        )
-        added = median([g["p50_ms"] - d["p50_ms"] for d, g in measured])
-        cpu = median([g.get("gateway_cpu_ms_per_request", nan) for _, g in measured])
-        inside = median([g.get("gateway_internal_ms", nan) for _, g in measured])
-        direct_rps = median([d["requests_per_s"] for d, _ in measured])
-        gateway_rps = median([g["requests_per_s"] for _, g in measured])
-        direct_p50 = median([d["p50_ms"] for d, _ in measured])
-        gateway_p50 = median([g["p50_ms"] for _, g in measured])
-        comparisons.append(
-            {
-                "placement": placement,
-                "protocol": protocol,
-                "batch": batch,
-                "clients": clients,
-                "repeats": len(measured),
-                "throughput_ratio": ratio,
-                "added_p50_ms": added,
-                "gateway_cpu_ms_per_request": cpu,
-                "gateway_internal_ms": inside,
+    def ratio_of(hop: dict[str, Any] | None, direct: dict[str, Any]) -> float:
+        return hop["requests_per_s"] / direct["requests_per_s"] if hop and direct["requests_per_s"] else nan
+
+    for (placement, protocol, batch, clients), measured in sorted(sets.items()):
+        # Ratios and differences per interleaved repeat first: drift between repeats cancels.
+        comparison: dict[str, Any] = {
+            "placement": placement,
+            "protocol": protocol,
+            "batch": batch,
+            "clients": clients,
+            "repeats": len(measured),
+            "throughput_ratio": median([ratio_of(g, d) for d, g, _ in measured]),
+            "added_p50_ms": median([g["p50_ms"] - d["p50_ms"] for d, g, _ in measured]),
+            "gateway_cpu_ms_per_request": median(
+                [g.get("hop_cpu_ms_per_request", nan) for _, g, _ in measured]
+            ),
+            "gateway_internal_ms": median([g.get("gateway_internal_ms", nan) for _, g, _ in measured]),
+        }
+        if all(pt is not None for _, _, pt in measured):
+            comparison |= {
+                "passthrough_ratio": median([ratio_of(pt, d) for d, _, pt in measured]),
+                "passthrough_added_p50_ms": median(
+                    [pt["p50_ms"] - d["p50_ms"] for d, _, pt in measured if pt]
+                ),
+                "passthrough_cpu_ms_per_request": median(
+                    [pt.get("hop_cpu_ms_per_request", nan) for _, _, pt in measured if pt]
+                ),
             }
-        )
+        comparisons.append(comparison)
+        c = comparison
+        direct_rps = median([d["requests_per_s"] for d, _, _ in measured])
+        gateway_rps = median([g["requests_per_s"] for _, g, _ in measured])
         print(f"{placement:<9} {protocol:<5} {batch:>5} {clients:>7} {direct_rps:>12.0f} {gateway_rps:>9.0f} "
-              f"{ratio:>6.2f} {direct_p50:>8.2f}ms {gateway_p50:>6.2f}ms {added:>7.2f}ms {cpu:>8.3f}ms {inside:>6.3f}ms")  # fmt: skip
+              f"{c['throughput_ratio']:>6.2f} {c['added_p50_ms']:>7.2f}ms {c['gateway_cpu_ms_per_request']:>8.3f}ms "
+              f"{c['gateway_internal_ms']:>6.3f}ms {c.get('passthrough_ratio', nan):>8.2f} "
+              f"{c.get('passthrough_cpu_ms_per_request', nan):>8.3f}ms")  # fmt: skip
     targets = [c for c in comparisons if c["batch"] == 64 and c["clients"] == 8]
     for c in targets:
         ok = c["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO and c["added_p50_ms"] <= TARGET_ADDED_P50_MS
@@ -426,6 +492,10 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
     }
 
 
+def _optional(row: dict[str, Any], key: str, spec: str) -> str:
+    return format(row[key], spec) if key in row else "-"
+
+
 def markdown(report: dict[str, Any], png: str) -> str:
     """The report as Markdown: the comparison table, the targets and the plot."""
     lines = [
@@ -437,16 +507,22 @@ def markdown(report: dict[str, Any], png: str) -> str:
             f"{', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}. "
             "`in gw` = mean time inside the gateway process (its request histogram minus its upstream histogram); "
             "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks). "
+            "`pass-through` = `loadtests/passthrough_proxy.py`, a gRPC hop with no logic at all (raw bytes to Triton), "
+            "measured in the same run for reference: what any Python gRPC hop costs. "
             "Placements: `isolated` = the gateway on cores of its own, Triton and the load generator on the others "
             "in both measurements (as deployed); `shared` = everything on every core (CPU contention included)."
         ),
         "",
-        "| placement | protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) | gw CPU/req (ms) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        (
+            "| placement | protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) "
+            "| gw CPU/req (ms) | pass-through ratio | pass-through CPU/req (ms) |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {c['placement']} | {c['protocol']} | {c['batch']} | {c['clients']} | {c['throughput_ratio']:.2f} | "
-        f"{c['added_p50_ms']:.2f} | {c['gateway_internal_ms']:.3f} | {c['gateway_cpu_ms_per_request']:.3f} |"
+        f"{c['added_p50_ms']:.2f} | {c['gateway_internal_ms']:.3f} | {c['gateway_cpu_ms_per_request']:.3f} | "
+        f"{_optional(c, 'passthrough_ratio', '.2f')} | {_optional(c, 'passthrough_cpu_ms_per_request', '.3f')} |"
         for c in report["comparisons"]
     ]
     targets = report["targets"]
@@ -481,7 +557,11 @@ def _plot(results: list[dict[str, Any]], model: str, path: Path) -> None:
     for row0, placement in enumerate(placements):
         for column, (protocol, batch) in enumerate(columns):
             top, bottom = axes[2 * row0][column], axes[2 * row0 + 1][column]
-            for path_name, style, color in (("direct", "o-", "tab:blue"), ("gateway", "s--", "tab:orange")):
+            for path_name, style, color in (
+                ("direct", "o-", "tab:blue"),
+                ("gateway", "s--", "tab:orange"),
+                ("passthrough", "^:", "tab:gray"),
+            ):
                 rows = sorted(
                     (
                         r
@@ -491,6 +571,8 @@ def _plot(results: list[dict[str, Any]], model: str, path: Path) -> None:
                     ),
                     key=lambda r: r["clients"],
                 )
+                if not rows:  # the pass-through proxy speaks gRPC only
+                    continue
                 clients = [r["clients"] for r in rows]
                 top.plot(clients, [r["inferences_per_s"] for r in rows], style, color=color, label=path_name)
                 bottom.plot(

@@ -54,7 +54,7 @@ def test_pin_tree_reaches_threads_and_children_but_skips_one_subtree() -> None:
         assert len(tids) >= 2
         assert all(os.sched_getaffinity(tid) == {cpus[0]} for tid in tids)
         assert os.sched_getaffinity(child) == {cpus[0]}
-        bench_gateway.pin_tree(parent.pid, {cpus[1]}, skip=child)
+        bench_gateway.pin_tree(parent.pid, {cpus[1]}, skip={child})
         assert os.sched_getaffinity(parent.pid) == {cpus[1]}
         assert os.sched_getaffinity(child) == {cpus[0]}, "the skipped subtree keeps its cores"
     finally:
@@ -77,8 +77,13 @@ def test_tiny_gateway_tax_run_measures_both_paths_and_placements(tmp_path: Path)
     assert {(r["placement"], r["path"], r["protocol"], r["repeat"]) for r in report["results"]} == {
         (placement, path, protocol, repeat)
         for placement in ("isolated", "shared")
-        for path in ("direct", "gateway")
-        for protocol in ("grpc", "http")
+        for path, protocol in (
+            ("direct", "grpc"),
+            ("direct", "http"),
+            ("gateway", "grpc"),
+            ("gateway", "http"),
+            ("passthrough", "grpc"),
+        )  # the reference proxy speaks gRPC only
         for repeat in (0, 1)
     }
     assert all(r["requests"] > 0 for r in report["results"])
@@ -87,5 +92,10 @@ def test_tiny_gateway_tax_run_measures_both_paths_and_placements(tmp_path: Path)
         assert 0 < comparison["throughput_ratio"] < 10
         assert comparison["repeats"] == 2
         assert comparison["gateway_cpu_ms_per_request"] > 0
+        if comparison["protocol"] == "grpc":
+            assert 0 < comparison["passthrough_ratio"] < 10
+            assert comparison["passthrough_cpu_ms_per_request"] > 0
+        else:
+            assert "passthrough_ratio" not in comparison
     assert (tmp_path / "bench_gateway_tiny.png").stat().st_size > 10_000
     assert "| isolated | grpc | 4 | 2 |" in (tmp_path / "bench_gateway_tiny.md").read_text()
