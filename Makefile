@@ -60,7 +60,7 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m loadtests.bench --quick --budget-s 60 --out out/bench-quick $(ARGS)
 
-# The gateway's tax against direct Triton (both protocols, isolated and shared cores; about 12 minutes)
+# The gateway's tax against direct Triton (both protocols, isolated and shared cores; about 15 minutes)
 # -> loadtests/results/bench_gateway.md.
 bench-gateway: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python loadtests/bench_gateway.py $(ARGS)

@@ -227,7 +227,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
         """Triton's bidirectional stream: every request is served as by ``ModelInfer``, concurrently.
 
         Answers come in completion order (match them by ``id``, as with Triton); a refused request becomes an
-        ``error_message`` answer and the stream goes on, as Triton does. One unary call upstream per request:
+        ``error_message`` answer (with the request's model and ``id``) and the stream goes on, as Triton does. One unary call upstream per request:
         no served model is decoupled, so each request has exactly one answer.
         """
         metadata = _metadata(context)
@@ -242,11 +242,13 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             try:
                 answer = await self._infer(raw, metadata, context.time_remaining())
                 await answers.put(_field_bytes(_STREAM_INFER_RESPONSE_FIELD, answer))
-            except GatewayError as exc:
-                message = f"[{code_of(exc).name}] {exc.message}"
-                await answers.put(
-                    service_pb2.ModelStreamInferResponse(error_message=message).SerializeToString()
-                )
+            except Exception as exc:  # every request gets its answer; the stream goes on
+                if isinstance(exc, GatewayError):
+                    message = f"[{code_of(exc).name}] {exc.message}"
+                else:
+                    log.exception("stream request failed")
+                    message = f"[INTERNAL] the gateway failed on this request: {type(exc).__name__}"
+                await answers.put(_stream_error(raw, message))
 
         async def read() -> None:
             try:
@@ -327,6 +329,20 @@ def _provenance(server: str, sha256: str) -> bytes:
     if sha256:
         tail.parameters["hepsonic_model_sha256"].string_param = sha256
     data: bytes = tail.SerializeToString()
+    return data
+
+
+def _stream_error(raw: bytes, message: str) -> bytes:
+    """A serialised ``ModelStreamInferResponse`` error, carrying the request's model and id when it parses."""
+    answer = service_pb2.ModelStreamInferResponse(error_message=message)
+    try:
+        request = service_pb2.ModelInferRequest.FromString(raw)
+    except Exception:  # noqa: BLE001  (an unparsable request has no id to echo)
+        request = None
+    if request is not None:
+        answer.infer_response.model_name = request.model_name
+        answer.infer_response.id = request.id
+    data: bytes = answer.SerializeToString()
     return data
 
 

@@ -375,3 +375,24 @@ def test_stream_infer_needs_a_key(gateway: Gateway) -> None:
     result, error = received[0]
     assert result is None
     assert "UNAUTHENTICATED" in str(error) or "API key" in str(error), error
+
+
+def test_stream_error_answers_carry_the_request_id(gateway: Gateway) -> None:
+    good = service_pb2.ModelInferRequest(model_name="toy", model_version="1", id="good-1")
+    tensor = good.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+    good.raw_input_contents.append(np.array([[1, 2, 3, 4]], dtype=np.float32).tobytes())
+    bad = service_pb2.ModelInferRequest(model_name="toy", model_version="7", id="bad-1")
+    bad.inputs.add().CopyFrom(tensor)
+    bad.raw_input_contents.append(good.raw_input_contents[0])
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        answers = list(
+            stub.ModelStreamInfer(iter([bad, good]), metadata=tuple(bearer("reader").items()), timeout=20)
+        )
+    by_id = {a.infer_response.id: a for a in answers}
+    assert set(by_id) == {"good-1", "bad-1"}
+    assert not by_id["good-1"].error_message
+    assert by_id["good-1"].infer_response.model_version == "1"
+    assert "version 7" in by_id["bad-1"].error_message
+    assert "NOT_FOUND" in by_id["bad-1"].error_message
+    assert by_id["bad-1"].infer_response.model_name == "toy"
