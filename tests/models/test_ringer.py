@@ -147,3 +147,12 @@ def test_smoke_pipeline_exports_both_versions(calo_smoke_build) -> None:
         assert (reports / name).stat().st_size > 0
     thresholds = json.loads((reports / "thresholds_v2.json").read_text())
     assert len(thresholds["thresholds"]) == BINNINGS[2].n_bins
+    # Every fold model was run on the test set at its own operation-set thresholds.
+    record = json.loads((reports / "training.json").read_text())
+    for version in ("1", "2"):
+        folds = record["versions"][version]["cross_validation"]
+        assert len(folds["test_pd"]) == len(folds["test_pf"]) == folds["folds"] == 2
+        assert all(0.0 <= value <= 1.0 for value in folds["test_pd"] + folds["test_pf"])
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["v2"]["fold_std_pd_test_inclusive"] >= 0.0
+    assert "Fold to fold (2 fold models" in card

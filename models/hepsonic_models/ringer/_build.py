@@ -67,19 +67,38 @@ def _train_version(
     )
     scores = scores_t.numpy().astype(np.float64)
     p_bins, p_label, p_fold = bins[pool_rows], label[pool_rows], fold[pool_rows]
+    test_rows = np.flatnonzero(rows.is_test)
+    t_bins, t_label = bins[test_rows], label[test_rows]
+    test_inputs = [
+        torch.from_numpy(d[key][test_rows].astype(np.float32)).reshape(test_rows.size, -1)
+        for key in ("rings", "et", "eta")
+    ]
     shape = (settings.folds, binning.n_bins)
     cv_pd, cv_pf, cv_sp = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    test_pd, test_pf = np.zeros(settings.folds), np.zeros(settings.folds)
     for f in range(settings.folds):
+        # The fold's model: per bin its best initialisation. As the ringer group does, its thresholds are set
+        # on the operation set (every cross-validation row of the bin) at the reference P_D.
+        fold_choice = f * settings.inits + np.argmax(
+            cv.best_sp[f * settings.inits : (f + 1) * settings.inits], axis=0
+        )
+        fold_thresholds = np.array(
+            [
+                threshold_at(scores[fold_choice[b], (p_bins == b) & p_label], pd_ref[b])
+                for b in range(binning.n_bins)
+            ]
+        )
+        accepted = scores[fold_choice[p_bins], np.arange(p_bins.size)] >= fold_thresholds[p_bins]
         for b in range(binning.n_bins):
-            m = f * settings.inits + int(
-                np.argmax(cv.best_sp[f * settings.inits : (f + 1) * settings.inits, b])
-            )
-            in_bin = p_bins == b
-            threshold = threshold_at(scores[m, in_bin & p_label & (p_fold != f)], pd_ref[b])
-            accepted = scores[m] >= threshold
-            cv_pd[f, b] = efficiency(accepted, in_bin & p_label & (p_fold == f))
-            cv_pf[f, b] = efficiency(accepted, in_bin & ~p_label & (p_fold == f))
+            in_val = (p_bins == b) & (p_fold == f)
+            cv_pd[f, b] = efficiency(accepted, in_val & p_label)
+            cv_pf[f, b] = efficiency(accepted, in_val & ~p_label)
             cv_sp[f, b] = float(sp_index(cv_pd[f, b], cv_pf[f, b]))
+        with torch.no_grad():
+            test_scores = cv.ensemble.select(torch.from_numpy(fold_choice))(*test_inputs)[:, 0].numpy()
+        test_accepted = test_scores >= fold_thresholds[t_bins]
+        test_pd[f] = efficiency(test_accepted, t_label)
+        test_pf[f] = efficiency(test_accepted, ~t_label)
 
     choice = np.argmax(cv.best_sp, axis=0)
     served = cv.ensemble.select(torch.from_numpy(choice))
@@ -115,7 +134,9 @@ def _train_version(
         + "\n",
         encoding="utf-8",
     )
-    folds = FoldTable.from_folds(cv_pd, cv_pf, cv_sp, source="recorded by the build")
+    folds = FoldTable.from_folds(
+        cv_pd, cv_pf, cv_sp, test_pd=test_pd, test_pf=test_pf, source="recorded by the build"
+    )
     return {
         "sha256": info.sha256,
         "opset": info.opset,

@@ -32,7 +32,7 @@ Arrays = dict[str, npt.NDArray[np.float64]]
 #: Fraction of candidates held out as the independent test set.
 TEST_FRACTION = 0.25
 #: Electrons are plentiful: at most this many per bin enter cross-validation (the test set keeps all).
-MAX_ELECTRONS_PER_BIN = 1500
+MAX_ELECTRONS_PER_BIN = 3000
 
 
 def sample_settings(smoke: bool) -> RingerSampleSettings:
@@ -42,7 +42,7 @@ def sample_settings(smoke: bool) -> RingerSampleSettings:
             n_electrons=600, jet_events=((15.0, 40), (70.0, 60)), electrons_per_chunk=600, events_per_chunk=60
         )
     return RingerSampleSettings(
-        n_electrons=60_000, jet_events=((15.0, 4000), (35.0, 4000), (70.0, 6000), (140.0, 2000))
+        n_electrons=150_000, jet_events=((15.0, 6000), (35.0, 16_000), (70.0, 16_000), (140.0, 6000))
     )
 
 
