@@ -9,8 +9,8 @@ import pytest
 
 from hepsonic_client.physics.vertices import (
     BIN_WIDTH_MM,
+    KDE_DEFINITION,
     N_BINS,
-    WIDE_KERNEL_MM,
     Z_MAX_MM,
     Z_MIN_MM,
     PeakFinder,
@@ -43,17 +43,27 @@ def test_kde_integrates_to_track_count_and_peaks_at_the_track() -> None:
     kde = build_kde(z, sigma)
     assert kde.shape == (2, N_BINS)
     assert kde.dtype == np.float32
-    # Each kernel has unit integral (tracks per mm x mm), in both channels.
-    np.testing.assert_allclose(kde.sum(axis=1) * BIN_WIDTH_MM, [50, 50], rtol=1e-5)
+    # Each kernel has unit integral in channel 0 (tracks per mm x mm).
+    assert kde[0].sum() * BIN_WIDTH_MM == pytest.approx(50, rel=1e-5)
+    # Channel 1 sums squared probabilities: never above channel 0, and equal where one track is alone.
+    assert (kde[1] <= kde[0] * (1 + 1e-6)).all()
     # A single narrow track: its whole mass lands in the one or two bins around it.
     one = build_kde([42.0], [0.01])
     peak = int(np.argmax(one[0]))
     assert abs(bin_centers()[peak] - 42.0) <= BIN_WIDTH_MM
     assert one[0].sum() * BIN_WIDTH_MM == pytest.approx(1.0, abs=1e-5)
-    # Channel 1 is the widened kernel: lower and wider.
-    assert one[1].max() < one[0].max()
-    width = np.sqrt(np.sum(one[1] * (bin_centers() - 42.0) ** 2) / np.sum(one[1]))
-    assert width == pytest.approx(math.hypot(0.01, WIDE_KERNEL_MM), rel=0.05)
+    # Channel 1 weighs a track by its precision: a precise track keeps almost its whole weight, a track
+    # with sigma >> bin keeps sum(p^2) = bin / (2 sqrt(pi) sigma).
+    # (42.0 is a bin edge, so that track splits 50/50 between two bins: sum(p^2) = 1/2.)
+    assert one[1].sum() * BIN_WIDTH_MM == pytest.approx(0.5, abs=1e-4)
+    inside = build_kde([42.05], [0.01])
+    assert inside[1].sum() * BIN_WIDTH_MM == pytest.approx(1.0, abs=1e-4)
+    vague = build_kde([42.0], [1.5])
+    expected = BIN_WIDTH_MM / (2 * math.sqrt(math.pi) * 1.5)
+    assert vague[1].sum() * BIN_WIDTH_MM == pytest.approx(expected, rel=0.01)
+    peak_bin = int(np.argmax(vague[0]))
+    assert vague[1][peak_bin] == pytest.approx(vague[0][peak_bin] ** 2 * BIN_WIDTH_MM, rel=1e-4)
+    assert KDE_DEFINITION
 
 
 def test_kde_clips_tracks_at_the_histogram_edges() -> None:
@@ -144,8 +154,8 @@ def test_public_api_is_curated() -> None:
 
     assert set(vertices.__all__) == {
         "BIN_WIDTH_MM",
+        "KDE_DEFINITION",
         "N_BINS",
-        "WIDE_KERNEL_MM",
         "Z_MAX_MM",
         "Z_MIN_MM",
         "PeakFinder",

@@ -10,8 +10,11 @@ Histogram coordinates (fixed by the served model): z in [-100, 300) mm in 4000 b
 * ``kde[0]``: sum over tracks of a normalised Gaussian centred at the track's z of closest approach to the
   beam line with the track's sigma_z, integrated over each bin (tracks per mm, so a bin never misses a
   track narrower than the bin);
-* ``kde[1]``: the same sum with every kernel widened in quadrature by :data:`WIDE_KERNEL_MM`, which counts the
-  tracks near a point whatever their precision.
+* ``kde[1]``: the sum over tracks of the *square* of each track's bin probability, divided by the bin width
+  (pv-finder's "KDE-B"). A track contributes in proportion to its precision, so this channel tells the net
+  whether a bump of ``kde[0]`` comes from a few precise tracks or from many vague ones.
+
+:data:`KDE_DEFINITION` names this definition; caches of computed KDEs key on it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import numpy.typing as npt
 
 __all__ = [
     "BIN_WIDTH_MM",
+    "KDE_DEFINITION",
     "N_BINS",
-    "WIDE_KERNEL_MM",
     "Z_MAX_MM",
     "Z_MIN_MM",
     "PeakFinder",
@@ -39,8 +42,8 @@ Z_MIN_MM = -100.0
 Z_MAX_MM = 300.0
 N_BINS = 4000
 BIN_WIDTH_MM = (Z_MAX_MM - Z_MIN_MM) / N_BINS
-#: Extra width (in quadrature) of the second KDE channel's kernels.
-WIDE_KERNEL_MM = 0.3
+#: Name of the channels' definition; change it whenever :func:`build_kde` changes, so cached inputs are remade.
+KDE_DEFINITION = "kde-a-b2"
 #: Kernels are cut at this many sigma (the mass beyond is < 6e-7).
 _KERNEL_RANGE_SIGMA = 5.0
 _MIN_SIGMA_MM = 1e-4
@@ -87,11 +90,12 @@ def gaussian_cdf(x: npt.ArrayLike) -> FloatArray:
     return np.where(np.asarray(x) >= 0, 1.0 - upper_tail, upper_tail)
 
 
-def _binned_gaussians(z: FloatArray, sigma: FloatArray) -> FloatArray:
-    """Sum of unit Gaussians (z_i, sigma_i), integrated over each bin, divided by the bin width."""
-    kde = np.zeros(N_BINS, dtype=np.float64)
+def _binned_gaussians(z: FloatArray, sigma: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per bin, the sum over unit Gaussians (z_i, sigma_i) of their probability in the bin, and the sum of its
+    square, both divided by the bin width."""
+    kde = np.zeros((2, N_BINS), dtype=np.float64)
     if z.size == 0:
-        return kde
+        return kde[0], kde[1]
     # Edge indices [first, last] of each track's window, clipped to the histogram.
     first = np.floor((z - _KERNEL_RANGE_SIGMA * sigma - Z_MIN_MM) / BIN_WIDTH_MM)
     last = np.ceil((z + _KERNEL_RANGE_SIGMA * sigma - Z_MIN_MM) / BIN_WIDTH_MM)
@@ -100,15 +104,19 @@ def _binned_gaussians(z: FloatArray, sigma: FloatArray) -> FloatArray:
     n_edges = last - first + 1
     keep = last > first  # windows entirely outside the histogram add nothing
     if not keep.any():
-        return kde
+        return kde[0], kde[1]
     z, sigma, first, n_edges = z[keep], sigma[keep], first[keep], n_edges[keep]
     track = np.repeat(np.arange(z.size), n_edges)
     starts = np.cumsum(n_edges) - n_edges
     edge = first[track] + (np.arange(track.size) - starts[track])
     cdf = gaussian_cdf((Z_MIN_MM + edge * BIN_WIDTH_MM - z[track]) / sigma[track])
     same_track = track[1:] == track[:-1]
-    np.add.at(kde, edge[:-1][same_track], (cdf[1:] - cdf[:-1])[same_track])
-    return kde / BIN_WIDTH_MM
+    probability = (cdf[1:] - cdf[:-1])[same_track]
+    bins = edge[:-1][same_track]
+    np.add.at(kde[0], bins, probability)
+    np.add.at(kde[1], bins, probability**2)
+    kde /= BIN_WIDTH_MM
+    return kde[0], kde[1]
 
 
 def build_kde(track_z: npt.ArrayLike, track_sigma_z: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -130,10 +138,8 @@ def build_kde(track_z: npt.ArrayLike, track_sigma_z: npt.ArrayLike) -> npt.NDArr
     if (sigma <= 0).any():
         raise ValueError(f"pv_finder KDE: track_sigma_z must be > 0, got minimum {sigma.min():.3g} mm")
     sigma = np.maximum(sigma, _MIN_SIGMA_MM)
-    kde = np.empty((2, N_BINS), dtype=np.float32)
-    kde[0] = _binned_gaussians(z, sigma)
-    kde[1] = _binned_gaussians(z, np.hypot(sigma, WIDE_KERNEL_MM))
-    return kde
+    density, precision = _binned_gaussians(z, sigma)
+    return np.stack([density, precision]).astype(np.float32)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hepsonic_client.physics.vertices import N_BINS, Z_MAX_MM, Z_MIN_MM, build_kde
+from hepsonic_client.physics.vertices import KDE_DEFINITION, N_BINS, Z_MAX_MM, Z_MIN_MM, build_kde
 
 from .._parallel import map_ordered
 
@@ -75,6 +75,8 @@ class CollisionSample:
     pz: npt.NDArray[np.float32]
     #: Particles of collision i are [offsets[i], offsets[i+1]).
     offsets: npt.NDArray[np.int64]
+    #: Wall time Pythia took when the sample was made (also when it is read back from the cache; NaN if unknown).
+    generation_s: float = 0.0
 
     @property
     def n_collisions(self) -> int:
@@ -92,7 +94,8 @@ class CrossingSample:
     track_z: npt.NDArray[np.float32]  # reconstructed z of closest approach (mm)
     track_sigma_z: npt.NDArray[np.float32]
     track_offsets: npt.NDArray[np.int64]
-    #: Wall time the generation took when the sample was made (also when it is read back from the cache).
+    #: Wall time the generation (Pythia included) took when the sample was made (also when read back from the
+    #: cache).
     generation_s: float = 0.0
 
     @property
@@ -175,7 +178,9 @@ def generate_collisions(
     path = workdir / f"collisions_{settings.key()}_s{seed}_r{stream}_n{n_collisions}.h5"
     if path.is_file():
         with h5py.File(path, "r") as f:
-            return CollisionSample(f["px"][:], f["py"][:], f["pz"][:], f["offsets"][:])
+            seconds = float(f.attrs.get("seconds", float("nan")))
+            return CollisionSample(f["px"][:], f["py"][:], f["pz"][:], f["offsets"][:], seconds)
+    start = time.perf_counter()
     mpi_init_file = workdir / f"pythia_mpi_init_{int(settings.ecm_gev)}.cmnd"
     if not mpi_init_file.is_file():
         # Made once, in this process, before the workers start, so they all read the same file.
@@ -193,11 +198,18 @@ def generate_collisions(
     momenta = np.concatenate([r[0] for r in results])
     counts = np.concatenate([r[1] for r in results])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    sample = CollisionSample(momenta[:, 0].copy(), momenta[:, 1].copy(), momenta[:, 2].copy(), offsets)
+    sample = CollisionSample(
+        momenta[:, 0].copy(),
+        momenta[:, 1].copy(),
+        momenta[:, 2].copy(),
+        offsets,
+        time.perf_counter() - start,
+    )
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
         for name in ("px", "py", "pz", "offsets"):
             f.create_dataset(name, data=getattr(sample, name))
+        f.attrs["seconds"] = sample.generation_s
         f.attrs["settings"] = json.dumps(asdict(settings))
         f.attrs["seed"] = seed
         f.attrs["stream"] = stream
@@ -293,11 +305,10 @@ def simulate_crossings(
     desc: str = "crossings",
 ) -> CrossingSample:
     """``n_crossings`` bunch crossings of random stream ``stream``; cached in ``workdir`` as HDF5."""
-    path = workdir / f"crossings_{settings.key()}_s{seed}_r{stream}_n{n_crossings}.h5"
+    path = workdir / f"crossings_{settings.key()}_{KDE_DEFINITION}_s{seed}_r{stream}_n{n_crossings}.h5"
     if path.is_file():
         with h5py.File(path, "r") as f:
             return CrossingSample(**{name: f[name][:] for name in f}, generation_s=float(f.attrs["seconds"]))
-    start = time.perf_counter()
     rng = np.random.default_rng([seed, stream, 7919])
     n_pvs = rng.poisson(settings.mean_pvs, n_crossings)
     collisions = generate_collisions(
@@ -309,6 +320,9 @@ def simulate_crossings(
         jobs=jobs,
         desc=f"{desc}: pythia",
     )
+    # Pythia's own time (recorded with the collisions, which may come from the cache) plus the detector
+    # simulation and KDEs timed here.
+    start = time.perf_counter() - collisions.generation_s
     pv_offsets = np.concatenate(([0], np.cumsum(n_pvs))).astype(np.int64)
     n_total = int(pv_offsets[-1])
     # Vertices well inside the histogram so that every true vertex can be found.

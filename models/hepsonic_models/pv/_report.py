@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from hepsonic_client.physics.vertices import WIDE_KERNEL_MM, bin_centers
+from hepsonic_client.physics.vertices import bin_centers
 
 from ..context import BuildContext
 from ..export import ExportInfo
@@ -218,7 +218,7 @@ def _plot_example(
             color="grey",
             lw=0.8,
             ls="--",
-            label=f"KDE ch1 (+{WIDE_KERNEL_MM} mm)",
+            label="KDE ch1 (sum of squared track probabilities)",
         )
         kde_ax.set_yscale("symlog", linthresh=1.0)
         kde_ax.set_ylabel("KDE [tracks/mm]")
@@ -327,7 +327,7 @@ def _settings_lines(summary: BuildSummary) -> list[str]:
         ),
         (
             "- Input: `hepsonic_client.physics.vertices.build_kde` (ch0: sum of bin-integrated Gaussians (z, sigma_z), "
-            f"tracks/mm; ch1: the same with kernels widened by {WIDE_KERNEL_MM} mm in quadrature)."
+            "tracks/mm; ch1: the sum of each track's squared bin probability per mm, pv-finder's KDE-B, which weighs tracks by their precision)."
         ),
         (
             f"- Samples (independent Pythia streams): train {summary.samples['train']}, validation {summary.samples['val']}, "
