@@ -73,21 +73,26 @@ def _train_version(
         torch.from_numpy(d[key][test_rows].astype(np.float32)).reshape(test_rows.size, -1)
         for key in ("rings", "et", "eta")
     ]
+
+    def operation_thresholds(model_of_bin: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """Per bin, the threshold of stacked model ``model_of_bin[b]`` at the reference P_D on the operation
+        set (every cross-validation electron of the bin), as the ringer group sets it."""
+        return np.array(
+            [
+                threshold_at(scores[model_of_bin[b], (p_bins == b) & p_label], pd_ref[b])
+                for b in range(binning.n_bins)
+            ]
+        )
+
     shape = (settings.folds, binning.n_bins)
     cv_pd, cv_pf, cv_sp = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     test_pd, test_pf = np.zeros(settings.folds), np.zeros(settings.folds)
     for f in range(settings.folds):
-        # The fold's model: per bin its best initialisation. As the ringer group does, its thresholds are set
-        # on the operation set (every cross-validation row of the bin) at the reference P_D.
+        # The fold's model: per bin its best initialisation.
         fold_choice = f * settings.inits + np.argmax(
             cv.best_sp[f * settings.inits : (f + 1) * settings.inits], axis=0
         )
-        fold_thresholds = np.array(
-            [
-                threshold_at(scores[fold_choice[b], (p_bins == b) & p_label], pd_ref[b])
-                for b in range(binning.n_bins)
-            ]
-        )
+        fold_thresholds = operation_thresholds(fold_choice)
         accepted = scores[fold_choice[p_bins], np.arange(p_bins.size)] >= fold_thresholds[p_bins]
         for b in range(binning.n_bins):
             in_val = (p_bins == b) & (p_fold == f)
@@ -102,9 +107,7 @@ def _train_version(
 
     choice = np.argmax(cv.best_sp, axis=0)
     served = cv.ensemble.select(torch.from_numpy(choice))
-    thresholds = np.array(
-        [threshold_at(scores[choice[b], (p_bins == b) & p_label], pd_ref[b]) for b in range(binning.n_bins)]
-    )
+    thresholds = operation_thresholds(choice)
     # ONNX-vs-PyTorch parity example: the first test candidates (inputs only; no label is looked at).
     first = np.flatnonzero(rows.is_test)[:61]
     inputs = {
