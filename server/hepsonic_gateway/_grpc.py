@@ -227,8 +227,8 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
         """Triton's bidirectional stream: every request is served as by ``ModelInfer``, concurrently.
 
         Answers come in completion order (match them by ``id``, as with Triton); a refused request becomes an
-        ``error_message`` answer (with the request's model and ``id``) and the stream goes on, as Triton does. One unary call upstream per request:
-        no served model is decoupled, so each request has exactly one answer.
+        ``error_message`` answer (with the request's model and ``id``) and the stream goes on, as Triton does.
+        One unary call upstream per request: no served model is decoupled, so each request has exactly one answer.
         """
         metadata = _metadata(context)
         try:
@@ -347,7 +347,9 @@ def _stream_error(raw: bytes, message: str) -> bytes:
 
 
 def _field_bytes(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (tag, varint length, bytes): wraps a message without re-parsing it."""
+    """A length-delimited protobuf field (tag, varint length, bytes): wraps a message without re-parsing it.
+
+    The tag is one byte, so ``number`` must be below 16 (it is 2 here)."""
     header = bytearray([number << 3 | 2])
     length = len(payload)
     while length >= 0x80:
