@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -102,7 +103,15 @@ async def _drive(
 
 
 def _point(args: tuple[str, str, str, dict[str, Any], int, float]) -> list[float]:
-    return asyncio.run(_drive(*args))
+    try:
+        return asyncio.run(_drive(*args))
+    except Exception as exc:  # noqa: BLE001  (re-raised, see below)
+        # Re-raised as a plain RuntimeError: tritonclient's exceptions do not unpickle, and a worker error that
+        # cannot cross back to the parent would leave ``pool.apply`` waiting forever.
+        protocol, url, model = args[:3]
+        raise RuntimeError(
+            f"{protocol} load on {model} at {url} failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _summary(latencies: list[float], seconds: float, batch: int) -> dict[str, float]:
@@ -196,6 +205,8 @@ def _gateway_sums(url: str, model: str) -> tuple[float, float, float, float]:
 
 def _start_passthrough(upstream: str, *, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``loadtests/passthrough_proxy.py`` in front of ``upstream``; (process, its address)."""
+    from hepsonic_triton import terminate_with_parent  # noqa: PLC0415
+
     address = f"127.0.0.1:{_free_port()}"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -204,6 +215,7 @@ def _start_passthrough(upstream: str, *, timeout_s: float = 30.0) -> tuple[subpr
         stdout=subprocess.PIPE,
         env=env,
         start_new_session=True,
+        preexec_fn=terminate_with_parent,  # noqa: PLW1509  (only prctl: safe between fork and exec)
     )
     assert process.stdout is not None
     ready = threading.Timer(
@@ -264,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
     args = parser.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: through the finally blocks that stop every server started here.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     model = args.model or (
         "ringer" if (REPO_ROOT / "model_repository" / "ringer").is_dir() else "particlenet_lite"
     )

@@ -9,7 +9,7 @@ endpoints do the rest.
 from ._errors import PortInUseError, RepositoryError, TritonError, TritonStartError
 from ._repository import ModelEntry, derive_runtime_repository, load_repository, sha256_of
 from ._server import TritonConfig, TritonServer, check_port_free
-from ._signals import stop_process_group
+from ._signals import stop_process_group, terminate_with_parent
 
 __all__ = [
     "ModelEntry",
@@ -24,4 +24,5 @@ __all__ = [
     "load_repository",
     "sha256_of",
     "stop_process_group",
+    "terminate_with_parent",
 ]

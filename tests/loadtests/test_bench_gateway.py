@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from loadtests import bench_gateway
@@ -30,6 +32,16 @@ def test_isolated_placement_gives_the_gateway_its_own_cores() -> None:
 def test_shared_placement_and_one_core_share_everything() -> None:
     assert bench_gateway.placement_cores("shared", [0, 1, 2]) == ({0, 1, 2}, {0, 1, 2})
     assert bench_gateway.placement_cores("isolated", [3]) == ({3}, {3})
+
+
+def test_a_failing_load_point_comes_back_as_a_clear_picklable_error() -> None:
+    """tritonclient's exceptions do not unpickle; before this, a failing point hung the run in ``pool.apply``."""
+    closed = f"127.0.0.1:{bench_gateway._free_port()}"  # nothing listens there
+    arrays = {"rings": np.zeros((1, 100), dtype=np.float32)}
+    with pytest.raises(RuntimeError, match=rf"grpc load on ringer at {closed} failed") as caught:
+        bench_gateway._point(("grpc", closed, "ringer", arrays, 1, 0.2))
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value)
 
 
 @linux_affinity
