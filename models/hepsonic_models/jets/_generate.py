@@ -2,7 +2,8 @@
 
 Processes (13 TeV pp): hadronic ttbar (``Top:gg2ttbar``, ``Top:qqbar2ttbar``, W -> q q') and ``HardQCD:all``
 dijets, both with pT-hat > :attr:`GeneratorSettings.pt_hat_min`. Visible final-state particles with
-|η| < 2.5 are clustered with anti-kT R = 0.8; jets with pT in [500, 700] GeV and |η| < 2 are kept. A jet from a
+|η| < 2.5 pass a Delphes-like detector (:mod:`._detector`: tracks plus smeared calorimeter towers), whose
+energy-flow objects are clustered with anti-kT R = 0.8; jets with pT in [500, 700] GeV and |η| < 2 are kept. A jet from a
 ttbar event is a top jet when the top and its three decay quarks lie within ΔR < 0.8 of the jet axis
 (unmatched ttbar jets are dropped); every jet from a QCD event is a QCD jet.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from .._parallel import map_ordered
+from ._detector import DetectorSettings, ParticleKind, reconstruct
 
 __all__ = ["GeneratorSettings", "JetSample", "generate_jets", "load_jets"]
 
@@ -51,6 +53,8 @@ class GeneratorSettings:
     jet_pt_max: float = 700.0
     jet_eta_max: float = 2.0
     match_radius: float = 0.8
+    #: None clusters Pythia's particles themselves (no detector).
+    detector: DetectorSettings | None = field(default_factory=DetectorSettings)
 
     def pythia_lines(self, process: str) -> list[str]:
         """The Pythia configuration of one process ("top" or "qcd")."""
@@ -122,6 +126,17 @@ def _top_partons(event: Any) -> list[list[tuple[float, float]]]:
     return systems
 
 
+def _particle_kind(particle: Any) -> int:
+    pid = abs(particle.id())
+    if pid == 22:
+        return ParticleKind.PHOTON
+    if pid == 11:
+        return ParticleKind.ELECTRON
+    if pid == 13:
+        return ParticleKind.MUON
+    return ParticleKind.CHARGED_HADRON if particle.isCharged() else ParticleKind.NEUTRAL_HADRON
+
+
 def _generate_chunk(task: tuple[GeneratorSettings, str, int, int]) -> dict[str, npt.NDArray[Any]]:
     """Generate ``n_jets`` jets of one process with one Pythia seed (runs in a worker process)."""
     import awkward as ak  # noqa: PLC0415 -- heavy imports stay in the workers
@@ -136,6 +151,7 @@ def _generate_chunk(task: tuple[GeneratorSettings, str, int, int]) -> dict[str, 
     if not pythia.init():
         raise RuntimeError(f"jet generator: Pythia failed to initialise for process {process!r}")
     event = pythia.event
+    detector_rng = np.random.default_rng(seed)
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_radius)
     kept: list[dict[str, npt.NDArray[Any]]] = []
     n_kept = 0
@@ -146,11 +162,16 @@ def _generate_chunk(task: tuple[GeneratorSettings, str, int, int]) -> dict[str, 
             if not pythia.next():
                 continue
             visible = [
-                (p.px(), p.py(), p.pz(), p.e())
+                (p.px(), p.py(), p.pz(), p.e(), _particle_kind(p))
                 for p in event
                 if p.isFinal() and p.isVisible() and abs(p.eta()) < settings.particle_eta_max
             ]
-            particles.append(np.asarray(visible, dtype=np.float64).reshape(-1, 4))
+            table = np.asarray(visible, dtype=np.float64).reshape(-1, 5)
+            if settings.detector is None:
+                particles.append(table[:, :4])
+            else:
+                kinds = table[:, 4].astype(np.int8)
+                particles.append(reconstruct(table[:, :4], kinds, settings.detector, detector_rng))
             tops.append(_top_partons(event) if process == "top" else [])
         flat = np.concatenate(particles)
         counts = [len(p) for p in particles]
