@@ -11,6 +11,7 @@ import torch
 
 from hepsonic_client.physics.showers import LAYER_SHAPES, calo_gan_inputs, sample_latent
 from hepsonic_models.calo_gan import FEATURE_NAMES, CaloGanGenerator, shower_features
+from hepsonic_models.calo_gan._train import cell_floors
 from hepsonic_models.calorimeter import simulate_calogan_showers
 from hepsonic_models.report import separation_power
 
@@ -50,6 +51,29 @@ def test_generator_outputs_are_non_negative() -> None:
     for layer, (key, shape) in zip(layers, LAYER_SHAPES.items(), strict=True):
         assert tuple(layer.shape[1:]) == shape, key
         assert float(layer.min()) >= 0.0
+
+
+def test_cells_under_the_floor_are_emptied_and_the_floor_comes_from_the_training_cells() -> None:
+    torch.manual_seed(0)
+    generator = CaloGanGenerator().eval()
+    inputs = calo_gan_inputs(np.linspace(1, 100, 64), seed=3)
+    args = torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["energy"])
+    with torch.no_grad():
+        free = generator(*args)
+        generator.cell_floor.copy_(torch.tensor([0.02, 0.001, 0.0]))
+        floored = generator(*args)
+    for index, (before, after) in enumerate(zip(free, floored, strict=True)):
+        floor = float(generator.cell_floor[index])
+        kept = before >= floor
+        torch.testing.assert_close(after[kept], before[kept])
+        assert not bool(after[~kept].any())
+    assert int(((free[0] > 0) & (free[0] < 0.02)).sum()) > 0  # the floor had something to remove
+
+    showers = {key: np.zeros((2, 10), np.float32) for key in ("layer_0", "layer_1", "layer_2")}
+    showers["layer_0"][0, :] = np.arange(1, 11)  # hit cells 1..10 GeV, the rest empty
+    showers["layer_1"][1, :5] = 2.0
+    floors = cell_floors(showers, 10.0)
+    np.testing.assert_allclose(floors.numpy(), [np.percentile(np.arange(1, 11), 10.0), 2.0, 0.0])
 
 
 def test_separation_power_and_features() -> None:

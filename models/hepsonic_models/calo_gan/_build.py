@@ -50,7 +50,12 @@ def build_calo_gan(ctx: BuildContext) -> None:
         "sha256": info.sha256,
         "opset": info.opset,
         "max_abs_diff": info.max_abs_diff,
-        "training": {"steps": summary.steps, "seconds": summary.seconds, **asdict(settings)},
+        "training": {
+            "steps": summary.steps,
+            "seconds": summary.seconds,
+            "cell_floor_gev": generator.cell_floor.tolist(),
+            **asdict(settings),
+        },
         "generation_seconds": data_seconds,
         "machine": build_machine(),
         "git_revision": git_revision(),

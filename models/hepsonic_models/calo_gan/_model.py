@@ -2,7 +2,10 @@
 
 The generator factorises a shower into three layer energies and three normalised cell patterns:
 ``cells = E_layer x relu(pattern) / Σ relu(pattern)``. That keeps every output ≥ 0, allows exactly empty cells
-(sparsity), and lets the energy-conservation term act directly on the layer energies.
+(sparsity), and lets the energy-conservation term act directly on the layer energies. Cells under a per-layer
+floor (``cell_floor``, set from the training showers once training is over) are emptied, a zero suppression: the
+parametrisation deposits energy in spots, so a hit cell never holds a sliver of a spot, while the generator
+sprinkles such slivers over the outer strips of layer 0 and widens its showers there.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class CaloGanGenerator(nn.Module):
         )
         self.patterns = nn.ModuleList(nn.Linear(hidden, cells) for cells in _CELLS)
         self.log_fractions = nn.Linear(hidden, len(_CELLS))
+        #: Per-layer minimum cell energy [GeV]; smaller deposits are set to 0 (0 = no floor).
+        self.cell_floor: torch.Tensor
+        self.register_buffer("cell_floor", torch.zeros(len(_CELLS)))
         # Start near the typical longitudinal split (layer 1 dominates) so early steps learn shapes, not scale.
         with torch.no_grad():
             self.log_fractions.weight.mul_(0.1)
@@ -55,6 +61,7 @@ class CaloGanGenerator(nn.Module):
             pattern = torch.relu(head(hidden))
             pattern = pattern / (pattern.sum(dim=1, keepdim=True) + 1e-6)
             cells = pattern * layer_energy[:, index : index + 1]
+            cells = torch.where(cells >= self.cell_floor[index], cells, torch.zeros_like(cells))
             outputs.append(cells.reshape(-1, spec.rows, spec.columns))
         return outputs[0], outputs[1], outputs[2]
 

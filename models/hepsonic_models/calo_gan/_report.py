@@ -47,6 +47,19 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if np.isfinite(value) else "not recorded in the cached sample"
 
 
+def _floor_text(training: dict[str, Any]) -> str:
+    """The generator's cell floors, as the build recorded them (older records have none)."""
+    floors = training.get("cell_floor_gev")
+    if floors is None:
+        return ""
+    values = " / ".join(f"{1000 * floor:.3g}" for floor in floors)
+    return (
+        f" after training ({values} MeV in layers 0 / 1 / 2: the {training['cell_floor_percentile']:g}% quantile of "
+        "the training showers' hit-cell energies; a zero suppression, since the parametrisation deposits energy in "
+        "spots)"
+    )
+
+
 def _write_outputs(ctx: BuildContext, record: dict[str, Any], result: ValidationResult) -> Path:
     reports = ctx.reports / "calo_gan"
     n = sizes(ctx.smoke)
@@ -103,7 +116,7 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   core + tail radial profile, 40 depth slices, Gamma-distributed sampling fluctuations 11%/sqrt(E), energy spots of
   50 MeV); cells in GeV, seed {ctx.seed}. Test samples: independent seeds {ctx.seed + 1}-{ctx.seed + 4}.
 - **Net:** MLP trunk (65 → 256 → 256 → 256, LeakyReLU) with per-layer pattern heads and a layer-energy head;
-  cells = E_layer x relu(pattern)/Σ relu(pattern). Critic: MLP on normalised patterns + log layer fractions + log E.
+  cells = E_layer x relu(pattern)/Σ relu(pattern), cells under a per-layer floor emptied{_floor_text(training)}. Critic: MLP on normalised patterns + log layer fractions + log E.
 - **Loss:** WGAN-GP (λ_GP = {settings.gradient_penalty}, {settings.critic_steps} critic steps per generator step,
   Adam lr {settings.learning_rate}, batch {settings.batch_size}) + energy-conservation term (weight
   {settings.energy_weight}: batch mean and spread of log(E_tot/E), generated vs real) + feature matching (weight

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ._model import LATENT_DIM, CaloGanCritic, CaloGanGenerator, critic_inputs
 
-__all__ = ["TrainingSettings", "TrainingSummary", "train_generator"]
+__all__ = ["TrainingSettings", "TrainingSummary", "cell_floors", "train_generator"]
 
 Showers = dict[str, npt.NDArray[np.float32]]
 
@@ -33,6 +33,8 @@ class TrainingSettings:
     feature_weight: float = 1.0
     #: Energy groups of a batch for feature matching (real and generated showers share the energies).
     feature_groups: int = 4
+    #: The trained generator's cell floor per layer: this percentile of the training showers' hit-cell energies.
+    cell_floor_percentile: float = 1.0
 
 
 @dataclass
@@ -42,6 +44,16 @@ class TrainingSummary:
     steps: int = 0
     seconds: float = 0.0
     history: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+def cell_floors(showers: Showers, percentile: float, max_showers: int = 50_000) -> torch.Tensor:
+    """Per layer, the ``percentile`` of the hit (non-zero) cell energies of the first ``max_showers`` showers."""
+    floors = []
+    for key in ("layer_0", "layer_1", "layer_2"):
+        cells = np.asarray(showers[key][:max_showers])
+        hit = cells[cells > 0]
+        floors.append(float(np.percentile(hit, percentile)) if hit.size else 0.0)
+    return torch.tensor(floors, dtype=torch.float32)
 
 
 def _log_response(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
@@ -152,5 +164,8 @@ def train_generator(
             progress.set_postfix(critic=f"{float(critic_loss):.3f}", energy=f"{float(conservation):.2e}")
     progress.close()
     summary.seconds = time.perf_counter() - start
+    # The floor is set after training: trained behind a hard floor, the outer strips of layer 0 lost their
+    # gradient and collapsed (seen: separation power 0.71 in their width).
+    generator.cell_floor.copy_(cell_floors(showers, settings.cell_floor_percentile))
     generator.eval()
     return generator, summary
