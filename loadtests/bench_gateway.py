@@ -31,7 +31,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,17 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from hepsonic_client import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_THROUGHPUT_RATIO = 0.85
 TARGET_ADDED_P50_MS = 0.5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _inputs(config: Any, batch: int) -> dict[str, np.ndarray[Any, Any]]:
@@ -207,7 +201,7 @@ def _start_passthrough(upstream: str, *, timeout_s: float = 30.0) -> tuple[subpr
     """Start ``loadtests/passthrough_proxy.py`` in front of ``upstream``; (process, its address)."""
     from hepsonic_triton import terminate_with_parent  # noqa: PLC0415
 
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
@@ -297,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         entry = load_repository(repository)[0]
         config = TritonConfig(
             repository=repository,
-            http_port=_free_port(),
-            grpc_port=_free_port(),
-            metrics_port=_free_port(),
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=free_port(),
             threads=1,
             workdir=workdir / "triton",
         )
@@ -307,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         with TritonServer(config) as triton:
             gateway = GatewayProcess(
                 host="127.0.0.1",
-                http_port=_free_port(),
-                grpc_port=_free_port(),
+                http_port=free_port(),
+                grpc_port=free_port(),
                 triton_http=triton.http_url,
                 triton_grpc=triton.grpc_url,
             )

@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from hepsonic_client import free_port
 from hepsonic_triton import stop_process_group
 
 __all__ = [
@@ -65,13 +65,6 @@ def render_prometheus_config(*, triton_metrics: str, gateway: str, scrape_interv
     return str(yaml.safe_dump(config, sort_keys=False))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -101,7 +94,7 @@ def run_prometheus(
     binary = find_binary("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed (Debian: apt-get install -y prometheus)")
-    port = port or _free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="hepsonic-prometheus-") as tmp:
         config = Path(tmp) / "prometheus.yml"
         config.write_text(
@@ -164,7 +157,7 @@ def prometheus_graph_url(base: str, expr: str, *, range_input: str = "5m") -> st
 @contextlib.contextmanager
 def _locust_ui(host: str, grpc_host: str, users: int, run_time_s: int) -> Iterator[str]:
     """locust with its web UI, running a short test by itself (``--autostart``); yields the UI URL."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "locust", "--config", str(REPO_ROOT / "loadtests" / "locust.conf")]

@@ -41,6 +41,7 @@ from ._helpers import (
 )
 from ._local import OnnxRuntimeTransport
 from ._options import BatchingOptions, FallbackOptions, RetryPolicy, Timeouts
+from ._ports import free_port
 from ._result import InferResult, Provenance, write_provenance
 from ._shm import SharedMemory, sweep_stale_regions
 from ._transport import (
@@ -93,6 +94,7 @@ __all__ = [
     "UnavailableError",
     "__version__",
     "find_primary_vertices",
+    "free_port",
     "score_electrons",
     "simulate_showers",
     "sweep_stale_regions",

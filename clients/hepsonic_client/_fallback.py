@@ -14,7 +14,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,13 @@ import time
 from pathlib import Path
 
 from ._exceptions import FallbackError
+from ._ports import free_port
 
-__all__ = ["EmbeddedTriton", "free_port"]
+__all__ = ["EmbeddedTriton"]
 
 log = logging.getLogger("hepsonic_client")
 
 _READY_LINE = "hepsonic-triton ready"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,20 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hepsonic_client import free_port
 from hepsonic_triton import TritonConfig, TritonServer, stop_process_group
 from hepsonic_triton.stack import GatewayProcess
 
-__all__ = ["Endpoints", "ServerSetup", "free_port", "naive_peer", "triton_stack"]
+__all__ = ["Endpoints", "ServerSetup", "naive_peer", "triton_stack"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hepsonic_client import free_port
 from hepsonic_gateway import hash_key
 
 KEYS = {
@@ -81,13 +81,6 @@ def write_toy_repository(root: Path) -> dict[tuple[str, int], str]:
             CONFIG.format(name=name, policy=policy, parameters="\n".join(parameters))
         )
     return digests
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http_status(url: str, *, headers: dict[str, str] | None = None, timeout: float = 2.0) -> int:
