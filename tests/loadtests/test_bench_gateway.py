@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hepsonic_client import free_port
 from loadtests import bench_gateway
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_shared_placement_and_one_core_share_everything() -> None:
 
 def test_a_failing_load_point_comes_back_as_a_clear_picklable_error() -> None:
     """tritonclient's exceptions do not unpickle; before this, a failing point hung the run in ``pool.apply``."""
-    closed = f"127.0.0.1:{bench_gateway._free_port()}"  # nothing listens there
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
     arrays = {"rings": np.zeros((1, 100), dtype=np.float32)}
     with pytest.raises(RuntimeError, match=rf"grpc load on ringer at {closed} failed") as caught:
         bench_gateway._point(("grpc", closed, "ringer", arrays, 1, 0.2))
