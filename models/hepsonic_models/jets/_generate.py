@@ -3,9 +3,9 @@
 Processes (13 TeV pp): hadronic ttbar (``Top:gg2ttbar``, ``Top:qqbar2ttbar``, W -> q q') and ``HardQCD:all``
 dijets, both with pT-hat > :attr:`GeneratorSettings.pt_hat_min`. Visible final-state particles with
 |η| < 2.5 pass a Delphes-like detector (:mod:`._detector`: tracks plus smeared calorimeter towers), whose
-energy-flow objects are clustered with anti-kT R = 0.8; jets with pT in [500, 700] GeV and |η| < 2 are kept. A jet from a
-ttbar event is a top jet when the top and its three decay quarks lie within ΔR < 0.8 of the jet axis
-(unmatched ttbar jets are dropped); every jet from a QCD event is a QCD jet.
+energy-flow objects are clustered with anti-kT R = 0.8; jets with pT in [500, 700] GeV and |η| < 2 are kept.
+A jet from a ttbar event is a top jet when the top and its three decay quarks lie within ΔR < 0.8 of the jet
+axis (unmatched ttbar jets are dropped); every jet from a QCD event is a QCD jet.
 
 Work is split into fixed chunks, each with its own Pythia seed derived from the master seed, so the data set is
 the same for a given seed whatever the number of worker processes. Finished chunks are kept next to the output
