@@ -11,7 +11,7 @@ import torch
 
 from hepsonic_client.physics.showers import LAYER_SHAPES, calo_gan_inputs, sample_latent
 from hepsonic_models.calo_gan import FEATURE_NAMES, CaloGanGenerator, shower_features
-from hepsonic_models.calo_gan._train import cell_floors
+from hepsonic_models.calo_gan._train import _conservation, cell_floors
 from hepsonic_models.calorimeter import simulate_calogan_showers
 from hepsonic_models.report import separation_power
 
@@ -74,6 +74,19 @@ def test_cells_under_the_floor_are_emptied_and_the_floor_comes_from_the_training
     showers["layer_1"][1, :5] = 2.0
     floors = cell_floors(showers, 10.0)
     np.testing.assert_allclose(floors.numpy(), [np.percentile(np.arange(1, 11), 10.0), 2.0, 0.0])
+
+
+def test_energy_conservation_term_compares_the_spread_per_energy_group() -> None:
+    # Real: 5% resolution at low energy, 1% at high; fake: the two swapped. Over the whole batch the values
+    # agree, so only a per-group term sees that the fake's resolution runs the wrong way with energy.
+    generator = torch.Generator().manual_seed(0)
+    energy = torch.cat([torch.full((512, 1), 5.0), torch.full((512, 1), 80.0)])
+    unit = torch.randn(512, generator=generator)
+    real = torch.cat([0.05 * unit, 0.01 * unit])
+    fake = torch.cat([0.01 * unit, 0.05 * unit])  # the same values as real, in the other energy group
+    assert float(_conservation(fake, real, energy, 1)) < 1e-10
+    assert float(_conservation(fake, real, energy, 2)) > 1e-4
+    assert float(_conservation(real, real, energy, 2)) == 0.0
 
 
 def test_separation_power_and_features() -> None:

@@ -81,11 +81,13 @@ def critic_inputs(
 
 
 class CaloGanCritic(nn.Module):
-    """WGAN critic on :func:`critic_inputs` (no normalisation layers: the gradient penalty needs per-sample grads)."""
+    """WGAN critic on :func:`critic_inputs` plus ``extra_features`` columns (the trainer's shower shapes).
 
-    def __init__(self, hidden: int = 256) -> None:
+    No normalisation layers: the gradient penalty needs per-sample gradients."""
+
+    def __init__(self, hidden: int = 256, extra_features: int = 0) -> None:
         super().__init__()
-        width = sum(_CELLS) + len(_CELLS) + 1
+        width = sum(_CELLS) + len(_CELLS) + 1 + extra_features
         self.net = nn.Sequential(
             nn.Linear(width, hidden),
             nn.LeakyReLU(0.2),
