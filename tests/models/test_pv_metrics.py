@@ -36,6 +36,7 @@ def test_match_vertices_counts_found_false_duplicates_and_masked() -> None:
     assert (result.n_true, result.n_found) == (3, 2)
     # False: the duplicate at 10.3, 120.0 (no PV) and 79.4 (too far). 50.2 sits on a 3-track PV: not counted.
     assert result.n_false == 3
+    assert result.n_misplaced == 1  # 79.4: a PV found 0.6 mm off, not a fake peak like 120.0
     assert result.fp_per_event == pytest.approx(1.5)
     assert result.efficiency == pytest.approx(2 / 3)
     np.testing.assert_allclose(sorted(result.dz), [0.0, 0.1], atol=1e-9)
@@ -119,3 +120,11 @@ def test_ideal_vertex_efficiency_tracks_the_resolution() -> None:
     assert precise[0] > 0.99
     assert precise[1] < 0.05
     assert poor[0] < 0.5
+    # Forward tracks from a wide beam spot: the vertex's transverse offset shifts each track's z by
+    # r0 cos(dphi) / tan(theta), mm at eta 4; knowing the transverse position removes that.
+    wide = GeneratorSettings(beam_xy_sigma_mm=0.2)
+    forward = _collisions(300, 20, pt=5.0, eta=4.0)
+    at_beam_line = ideal_vertex_efficiency(wide, forward, seed=1)
+    at_vertex = ideal_vertex_efficiency(wide, forward, seed=1, transverse_known=True)
+    assert at_beam_line[0] < 0.9
+    assert at_vertex[0] > 0.99

@@ -178,6 +178,9 @@ def report(name: str, ctx: BuildContext) -> Path:
         jobs=ctx.jobs,
     )
     ceiling = ideal_vertex_efficiency(config.generator, test_collisions, seed=ctx.seed)
+    ceiling_3d = ideal_vertex_efficiency(
+        config.generator, test_collisions, seed=ctx.seed, transverse_known=True
+    )
     n_true_pvs = {label: int(t.pv_z.size) for label, t in truths.items()}
     summary = BuildSummary(
         ctx=ctx,
@@ -198,6 +201,7 @@ def report(name: str, ctx: BuildContext) -> Path:
         fp_budget=FP_BUDGET,
         ideal_efficiency=ceiling[0],
         ideal_median_dz_mm=ceiling[1],
+        ideal_efficiency_transverse_known=ceiling_3d[0],
         notes=tuple(record.get("notes", ())),
         training_curve=bool(record.get("training_curve", True)),
     )

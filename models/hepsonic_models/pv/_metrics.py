@@ -54,6 +54,9 @@ class MatchResult:
     dz: npt.NDArray[np.float64]
     #: Per true PV (all of them, in truth order): whether it was found.
     pv_found: npt.NDArray[np.bool_]
+    #: False positives with no true PV within ``max_dz`` but one within twice that: vertices found with a
+    #: z error just too large, rather than fake peaks.
+    n_misplaced: int = 0
 
     @property
     def efficiency(self) -> float:
@@ -101,7 +104,8 @@ def match_vertices(
     n_false = int((~assigned).sum()) + int(by_pv.size - winners.size)
     pv_found = np.zeros(truth.pv_z.size, dtype=bool)
     pv_found[nearest[winners]] = True
-    return MatchResult(n_events, n_true, n_found, n_false, distance[winners], pv_found)
+    n_misplaced = int((~assigned & (np.abs(distance) < 2 * max_dz)).sum())
+    return MatchResult(n_events, n_true, n_found, n_false, distance[winners], pv_found, n_misplaced)
 
 
 def scan_peak_finder(
