@@ -41,6 +41,9 @@ class TrainingSettings:
     #: The critic also sees the (standardised) differentiable shower shapes, as CaloGAN's discriminator sees
     #: layer energies and sparsity: their joint distribution at each energy is what a classifier tests.
     critic_features: bool = True
+    #: Width of the generator's and the critic's hidden layers.
+    generator_hidden: int = 256
+    critic_hidden: int = 256
 
 
 @dataclass
@@ -128,13 +131,13 @@ def train_generator(
     real = tuple(torch.from_numpy(np.asarray(showers[key])) for key in ("layer_0", "layer_1", "layer_2"))
     energy = torch.from_numpy(np.asarray(showers["energy"], dtype=np.float32)).reshape(-1, 1)
     n = energy.shape[0]
-    generator = CaloGanGenerator()
+    generator = CaloGanGenerator(hidden=settings.generator_hidden)
     with torch.no_grad():
         sample_index = torch.from_numpy(rng.integers(0, n, size=min(n, 20_000)))
         reference = _soft_features(tuple(layer[sample_index] for layer in real), energy[sample_index])
         feature_mean, feature_std = reference.mean(dim=0), reference.std(dim=0) + 1e-6
     extra = reference.shape[1] if settings.critic_features else 0
-    critic = CaloGanCritic(extra_features=extra)
+    critic = CaloGanCritic(hidden=settings.critic_hidden, extra_features=extra)
 
     def critic_view(layers: tuple[torch.Tensor, ...], cond: torch.Tensor) -> torch.Tensor:
         x = critic_inputs(layers, cond)  # type: ignore[arg-type]
