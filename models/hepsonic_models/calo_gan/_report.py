@@ -8,6 +8,7 @@ held-out parametrised showers (regenerated deterministically when missing) and t
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import numpy as np
 from ..context import BuildContext
 from ..export import write_model_card
 from ..report import check_served_file, read_build_record
-from ._data import reference_samples, sizes, training_settings
+from ._data import reference_samples, sizes
 from ._features import FEATURE_NAMES
+from ._train import TrainingSettings
 from ._validate import ValidationResult, report_markdown, validate_generator
 
 __all__ = ["report_calo_gan"]
@@ -63,8 +65,10 @@ def _floor_text(training: dict[str, Any]) -> str:
 def _write_outputs(ctx: BuildContext, record: dict[str, Any], result: ValidationResult) -> Path:
     reports = ctx.reports / "calo_gan"
     n = sizes(ctx.smoke)
-    settings = training_settings(ctx.smoke)
     training = record["training"]
+    # The settings the model was trained with (the record's), not the current defaults.
+    names = {f.name for f in fields(TrainingSettings)}
+    settings = TrainingSettings(**{k: v for k, v in training.items() if k in names})
     sha256 = record["sha256"]
     metrics = {
         "separation": result.separation,
@@ -100,6 +104,13 @@ showers without retraining. Speeds are measured when the report is written, on a
 """
     readme = reports / "README.md"
     readme.write_text(header + "\n" + body + "\n", encoding="utf-8")
+    h = settings.generator_hidden
+    critic_shapes = (
+        " + the standardised shower shapes of the feature matching (their joint distribution per energy is what"
+        " a classifier tests)"
+        if settings.critic_features
+        else ""
+    )
     card = f"""# calo_gan — conditional calorimeter shower generator (fast simulation)
 {smoke_note}{notes}
 **What it does.** Given a latent vector `z` (64 x N(0,1), sampled by the caller: use
@@ -115,11 +126,13 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   `hepsonic_models.calorimeter` (Grindhammer-Peters Gamma longitudinal profile with correlated fluctuations,
   core + tail radial profile, 40 depth slices, Gamma-distributed sampling fluctuations 11%/sqrt(E), energy spots of
   50 MeV); cells in GeV, seed {ctx.seed}. Test samples: independent seeds {ctx.seed + 1}-{ctx.seed + 4}.
-- **Net:** MLP trunk (65 → 256 → 256 → 256, LeakyReLU) with per-layer pattern heads and a layer-energy head;
-  cells = E_layer x relu(pattern)/Σ relu(pattern), cells under a per-layer floor emptied{_floor_text(training)}. Critic: MLP on normalised patterns + log layer fractions + log E.
+- **Net:** MLP trunk (65 → {h} → {h} → {h}, LeakyReLU) with per-layer pattern heads and a layer-energy head;
+  cells = E_layer x relu(pattern)/Σ relu(pattern), cells under a per-layer floor emptied{_floor_text(training)}.
+  Critic: MLP ({settings.critic_hidden} wide) on normalised patterns + log layer fractions + log E{critic_shapes}.
 - **Loss:** WGAN-GP (λ_GP = {settings.gradient_penalty}, {settings.critic_steps} critic steps per generator step,
   Adam lr {settings.learning_rate}, batch {settings.batch_size}) + energy-conservation term (weight
-  {settings.energy_weight}: batch mean and spread of log(E_tot/E), generated vs real) + feature matching (weight
+  {settings.energy_weight}: mean and spread of log(E_tot/E), generated vs real, in units of the real spread, in
+  {settings.energy_groups} energy groups per batch) + feature matching (weight
   {settings.feature_weight}: mean and spread of differentiable layer fractions, depth, widths, soft occupancy and
   peak-cell share in {settings.feature_groups} energy groups per batch, in units of the real spread).
 - **Training:** {training["steps"]:,} generator steps in {training["seconds"] / 60:.1f} min (data generation
