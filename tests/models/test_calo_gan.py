@@ -11,7 +11,12 @@ import torch
 
 from hepsonic_client.physics.showers import LAYER_SHAPES, calo_gan_inputs, sample_latent
 from hepsonic_models.calo_gan import FEATURE_NAMES, CaloGanGenerator, shower_features
-from hepsonic_models.calo_gan._train import _conservation, cell_floors
+from hepsonic_models.calo_gan._train import (
+    TrainingSettings,
+    _conservation,
+    cell_floors,
+    train_generator,
+)
 from hepsonic_models.calorimeter import simulate_calogan_showers
 from hepsonic_models.report import separation_power
 
@@ -89,6 +94,29 @@ def test_energy_conservation_term_compares_the_spread_per_energy_group() -> None
     assert float(_conservation(real, real, energy, 2)) == 0.0
 
 
+def test_training_keeps_the_best_scored_checkpoint_with_its_floor_in_place() -> None:
+    showers = simulate_calogan_showers(np.linspace(5.0, 60.0, 256), seed=2)
+    settings = TrainingSettings(max_steps=6, batch_size=32, select_every=3)
+    floors_seen = []
+
+    def prefer_step_3(generator: CaloGanGenerator) -> float:
+        floors_seen.append(generator.cell_floor.clone())
+        return 0.2 if len(floors_seen) == 1 else 0.7
+
+    chosen, summary = train_generator(showers, settings, seed=3, select=prefer_step_3)
+    assert [step for step, _ in summary.selection] == [3, 6]
+    assert summary.selected_step == 3
+    expected_floors = cell_floors(showers, settings.cell_floor_percentile)
+    for floor in floors_seen:  # scored as served: behind the cell floor
+        torch.testing.assert_close(floor, expected_floors)
+    # Scoring draws no random numbers, so the kept checkpoint is exactly a 3-step training.
+    three_steps, _ = train_generator(showers, TrainingSettings(max_steps=3, batch_size=32), seed=3)
+    for name, tensor in three_steps.state_dict().items():
+        torch.testing.assert_close(chosen.state_dict()[name], tensor, rtol=0, atol=0)
+    last, _ = train_generator(showers, TrainingSettings(max_steps=6, batch_size=32), seed=3)
+    assert not torch.equal(last.patterns[0].weight, chosen.patterns[0].weight)
+
+
 def test_separation_power_and_features() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=5000)
@@ -113,3 +141,8 @@ def test_smoke_pipeline_exports_served_generator(calo_smoke_build) -> None:
     assert metrics["speed_up"] > 0
     for name in ("shower_shapes.png", "response.png", "mean_showers.png", "README.md"):
         assert (calo_smoke_build.reports / "calo_gan" / name).stat().st_size > 0
+    training = json.loads((calo_smoke_build.reports / "calo_gan" / "training.json").read_text())["training"]
+    assert [step for step, _ in training["selection"]] == [5, 10]
+    assert training["selected_step"] in (5, 10)
+    card = (calo_smoke_build.repository / "calo_gan" / "MODEL_CARD.md").read_text()
+    assert f"Checkpoint kept: step {training['selected_step']}" in card

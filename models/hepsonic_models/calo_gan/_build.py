@@ -22,6 +22,7 @@ from ..specs import SPECS
 from ._data import reference_samples, sample, sizes, training_settings
 from ._report import report_calo_gan
 from ._train import train_generator
+from ._validate import selection_score
 
 __all__ = ["build_calo_gan"]
 
@@ -34,9 +35,13 @@ def build_calo_gan(ctx: BuildContext) -> None:
     train, data_seconds = sample(ctx, "train", sizes(ctx.smoke)["train"], ctx.seed, None)
     # Generated (or found in the cache) here, so the record holds the whole data cost.
     data_seconds += reference_samples(ctx)[1]
+    validation, seconds = reference_samples(ctx, validation=True)
+    data_seconds += seconds
 
     settings = training_settings(ctx.smoke)
-    generator, summary = train_generator(train, settings, ctx.seed)
+    generator, summary = train_generator(
+        train, settings, ctx.seed, select=lambda g: selection_score(g, validation, ctx.seed)
+    )
     example = calo_gan_inputs(np.geomspace(1.0, 100.0, 16), ctx.seed)
     # Cells reach ~30 GeV, where float32 resolves ~2e-6: allow 1e-4 absolute (~3e-6 relative) instead of the
     # default 1e-5, which differing summation orders in onnxruntime and PyTorch can exceed (seen: 1.3e-5).
@@ -54,6 +59,8 @@ def build_calo_gan(ctx: BuildContext) -> None:
             "steps": summary.steps,
             "seconds": summary.seconds,
             "cell_floor_gev": generator.cell_floor.tolist(),
+            "selected_step": summary.selected_step,
+            "selection": summary.selection,
             **asdict(settings),
         },
         "generation_seconds": data_seconds,

@@ -16,7 +16,7 @@ __all__ = ["FIXED_ENERGIES_GEV", "Showers", "reference_samples", "sample", "size
 
 Showers = dict[str, npt.NDArray[np.float32]]
 
-#: Fixed-energy reference samples (GeV); seeds ctx.seed + 2, + 3, + 4.
+#: Fixed-energy reference samples (GeV); test seeds ctx.seed + 2, + 3, + 4.
 FIXED_ENERGIES_GEV = (10.0, 50.0, 90.0)
 
 
@@ -30,9 +30,9 @@ def sizes(smoke: bool) -> dict[str, int]:
 def training_settings(smoke: bool) -> TrainingSettings:
     """Training settings of the build."""
     if smoke:
-        return TrainingSettings(max_steps=10, max_seconds=10.0, batch_size=128)
+        return TrainingSettings(max_steps=10, max_seconds=10.0, batch_size=128, select_every=5)
     # A fixed step count keeps the build reproducible; the time limit only guards a very slow machine.
-    return TrainingSettings(max_steps=12_000, max_seconds=1500.0)
+    return TrainingSettings(max_steps=24_000, max_seconds=3000.0, select_every=2000)
 
 
 def _load(path: Path) -> tuple[Showers, float]:
@@ -49,13 +49,17 @@ def sample(ctx: BuildContext, label: str, n: int, seed: int, fixed: float | None
     return _load(path)
 
 
-def reference_samples(ctx: BuildContext) -> tuple[dict[str, Showers], float]:
-    """The held-out parametrised showers ("spectrum", "10 GeV", ...) and the seconds their generation took."""
+def reference_samples(ctx: BuildContext, *, validation: bool = False) -> tuple[dict[str, Showers], float]:
+    """The held-out parametrised showers ("spectrum", "10 GeV", ...) and the seconds their generation took.
+
+    The test samples (seeds ctx.seed + 1 to + 4) or, with ``validation``, samples of the same sizes from seeds
+    ctx.seed + 5 to + 8, on which training checkpoints are chosen."""
     n = sizes(ctx.smoke)
-    spectrum, data_seconds = sample(ctx, "test", n["test"], ctx.seed + 1, None)
+    prefix, first_seed = ("val_", ctx.seed + 5) if validation else ("", ctx.seed + 1)
+    spectrum, data_seconds = sample(ctx, f"{prefix}test", n["test"], first_seed, None)
     references = {"spectrum": spectrum}
-    for offset, energy in enumerate(FIXED_ENERGIES_GEV, start=2):
-        showers, seconds = sample(ctx, f"E{energy:g}", n["fixed"], ctx.seed + offset, energy)
+    for offset, energy in enumerate(FIXED_ENERGIES_GEV, start=1):
+        showers, seconds = sample(ctx, f"{prefix}E{energy:g}", n["fixed"], first_seed + offset, energy)
         references[f"{energy:g} GeV"] = showers
         data_seconds += seconds
     return references, data_seconds

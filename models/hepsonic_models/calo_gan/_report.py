@@ -62,6 +62,20 @@ def _floor_text(training: dict[str, Any]) -> str:
     )
 
 
+def _selection_text(training: dict[str, Any], seed: int) -> str:
+    """How the kept checkpoint was chosen (empty for builds that kept the last step)."""
+    scores = training.get("selection") or []
+    if not scores:
+        return ""
+    listed = ", ".join(f"{int(step):,}: {score:.3f}" for step, score in scores)
+    return (
+        f"\n  Checkpoint kept: step {int(training['selected_step']):,}, the best of those scored every "
+        f"{int(training['select_every']):,} steps on validation showers (seeds {seed + 5}-{seed + 8}, never the "
+        "test ones): classifier AUC there, + 1 when another target is missed there. Scores by step: "
+        f"{listed}."
+    )
+
+
 def _write_outputs(ctx: BuildContext, record: dict[str, Any], result: ValidationResult) -> Path:
     reports = ctx.reports / "calo_gan"
     n = sizes(ctx.smoke)
@@ -136,7 +150,7 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   {settings.feature_weight}: mean and spread of differentiable layer fractions, depth, widths, soft occupancy and
   peak-cell share in {settings.feature_groups} energy groups per batch, in units of the real spread).
 - **Training:** {training["steps"]:,} generator steps in {training["seconds"] / 60:.1f} min (data generation
-  {_seconds(float(record["generation_seconds"]))}) on {record["machine"]}; torch seed {ctx.seed}; git {record["git_revision"]}.
+  {_seconds(float(record["generation_seconds"]))}) on {record["machine"]}; torch seed {ctx.seed}; git {record["git_revision"]}.{_selection_text(training, ctx.seed)}
 - **Export:** ONNX opset {record["opset"]}, dynamic batch axis, max |onnxruntime - PyTorch| = {record["max_abs_diff"]:.1e} GeV on example
   inputs (1-100 GeV; cells up to ~30 GeV, so this is float32 round-off; checked against 1e-4). `1/model.onnx` sha256 `{sha256}`.
 - **Rebuild:** `{command}` (or `make models ARGS="--only calo_gan"`).

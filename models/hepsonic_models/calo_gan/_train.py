@@ -3,7 +3,9 @@ sees the showers and their shapes."""
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +46,10 @@ class TrainingSettings:
     #: Width of the generator's and the critic's hidden layers.
     generator_hidden: int = 256
     critic_hidden: int = 256
+    #: Score the generator (``select``, on validation showers) every this many steps and at the end, and keep
+    #: the best checkpoint (0: keep the last step). GAN training does not converge to a point: the shapes and
+    #: the resolution wander from step to step, so the last step is a draw.
+    select_every: int = 0
 
 
 @dataclass
@@ -53,6 +59,9 @@ class TrainingSummary:
     steps: int = 0
     seconds: float = 0.0
     history: list[tuple[int, float, float]] = field(default_factory=list)
+    #: (step, score) of every scored checkpoint, and the step kept.
+    selection: list[tuple[int, float]] = field(default_factory=list)
+    selected_step: int = 0
 
 
 def cell_floors(showers: Showers, percentile: float, max_showers: int = 50_000) -> torch.Tensor:
@@ -127,9 +136,17 @@ def _feature_matching(
 
 
 def train_generator(
-    showers: Showers, settings: TrainingSettings, seed: int
+    showers: Showers,
+    settings: TrainingSettings,
+    seed: int,
+    *,
+    select: Callable[[CaloGanGenerator], float] | None = None,
 ) -> tuple[CaloGanGenerator, TrainingSummary]:
-    """Train a generator on parametrised showers (``layer_0/1/2``, ``energy``; GeV)."""
+    """Train a generator on parametrised showers (``layer_0/1/2``, ``energy``; GeV).
+
+    With ``select`` (lower is better, called on the generator with its cell floor in place) and
+    ``settings.select_every``, the best scored checkpoint is returned instead of the last step.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     real = tuple(torch.from_numpy(np.asarray(showers[key])) for key in ("layer_0", "layer_1", "layer_2"))
@@ -157,6 +174,22 @@ def train_generator(
     def batch() -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         index = torch.from_numpy(rng.integers(0, n, size=settings.batch_size))
         return tuple(layer[index] for layer in real), energy[index]
+
+    floors = cell_floors(showers, settings.cell_floor_percentile)
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+
+    def score_checkpoint() -> None:
+        nonlocal best
+        if select is None or settings.select_every <= 0:
+            return
+        # Scored as it would be served: behind its cell floor (set after training; see the end).
+        generator.cell_floor.copy_(floors)
+        score = select(generator)
+        generator.cell_floor.zero_()
+        summary.selection.append((summary.steps, score))
+        if best is None or score < best[0]:
+            best = (score, copy.deepcopy(generator.state_dict()))
+            summary.selected_step = summary.steps
 
     progress = tqdm(total=settings.max_steps, desc="calo_gan WGAN-GP", unit="step")
     critic_loss = torch.tensor(0.0)
@@ -200,10 +233,18 @@ def train_generator(
         if summary.steps % 200 == 0:
             summary.history.append((summary.steps, float(critic_loss), float(conservation)))
             progress.set_postfix(critic=f"{float(critic_loss):.3f}", energy=f"{float(conservation):.2e}")
+        if settings.select_every > 0 and summary.steps % settings.select_every == 0:
+            score_checkpoint()
     progress.close()
+    if not summary.selection or summary.selection[-1][0] != summary.steps:
+        score_checkpoint()  # the last step competes too
+    if best is not None:
+        generator.load_state_dict(best[1])
+    else:
+        summary.selected_step = summary.steps
     summary.seconds = time.perf_counter() - start
     # The floor is set after training: trained behind a hard floor, the outer strips of layer 0 lost their
     # gradient and collapsed (seen: separation power 0.71 in their width).
-    generator.cell_floor.copy_(cell_floors(showers, settings.cell_floor_percentile))
+    generator.cell_floor.copy_(floors)
     generator.eval()
     return generator, summary
