@@ -12,12 +12,22 @@ from ..calorimeter import write_calogan_file
 from ..context import BuildContext
 from ._train import TrainingSettings
 
-__all__ = ["FIXED_ENERGIES_GEV", "Showers", "reference_samples", "sample", "sizes", "training_settings"]
+__all__ = [
+    "FIXED_ENERGIES_GEV",
+    "VALIDATION_SEED_OFFSET",
+    "Showers",
+    "reference_samples",
+    "sample",
+    "sizes",
+    "training_settings",
+]
 
 Showers = dict[str, npt.NDArray[np.float32]]
 
 #: Fixed-energy reference samples (GeV); test seeds ctx.seed + 2, + 3, + 4.
 FIXED_ENERGIES_GEV = (10.0, 50.0, 90.0)
+#: Validation samples (where training checkpoints are chosen) use seeds ctx.seed + this, + 1, + 2, + 3.
+VALIDATION_SEED_OFFSET = 5
 
 
 def sizes(smoke: bool) -> dict[str, int]:
@@ -55,7 +65,7 @@ def reference_samples(ctx: BuildContext, *, validation: bool = False) -> tuple[d
     The test samples (seeds ctx.seed + 1 to + 4) or, with ``validation``, samples of the same sizes from seeds
     ctx.seed + 5 to + 8, on which training checkpoints are chosen."""
     n = sizes(ctx.smoke)
-    prefix, first_seed = ("val_", ctx.seed + 5) if validation else ("", ctx.seed + 1)
+    prefix, first_seed = ("val_", ctx.seed + VALIDATION_SEED_OFFSET) if validation else ("", ctx.seed + 1)
     spectrum, data_seconds = sample(ctx, f"{prefix}test", n["test"], first_seed, None)
     references = {"spectrum": spectrum}
     for offset, energy in enumerate(FIXED_ENERGIES_GEV, start=1):

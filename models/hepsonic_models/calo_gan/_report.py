@@ -17,7 +17,7 @@ import numpy as np
 from ..context import BuildContext
 from ..export import write_model_card
 from ..report import check_served_file, read_build_record
-from ._data import reference_samples, sizes
+from ._data import FIXED_ENERGIES_GEV, VALIDATION_SEED_OFFSET, reference_samples, sizes
 from ._features import FEATURE_NAMES
 from ._train import TrainingSettings
 from ._validate import ValidationResult, report_markdown, validate_generator
@@ -68,9 +68,10 @@ def _selection_text(training: dict[str, Any], seed: int) -> str:
     if not scores:
         return ""
     listed = ", ".join(f"{int(step):,}: {score:.3f}" for step, score in scores)
+    first = seed + VALIDATION_SEED_OFFSET
     return (
         f"\n  Checkpoint kept: step {int(training['selected_step']):,}, the best of those scored every "
-        f"{int(training['select_every']):,} steps on validation showers (seeds {seed + 5}-{seed + 8}, never the "
+        f"{int(training['select_every']):,} steps on validation showers (seeds {first}-{first + len(FIXED_ENERGIES_GEV)}, never the "
         "test ones): classifier AUC there, + 1 when another target is missed there. Scores by step: "
         f"{listed}."
     )
