@@ -126,7 +126,11 @@ def find_primary_vertices(
     *,
     peak_finder: vertices.PeakFinder | None = None,
 ) -> PrimaryVertices:
-    """PV z positions (mm) per event from each event's tracks (z of closest approach and sigma_z, mm)."""
+    """PV z positions (mm) per event from each event's tracks (z of closest approach and sigma_z, mm).
+
+    ``track_sigma_z`` as :func:`hepsonic_client.physics.vertices.track_sigma_z` gives it (resolution and beam
+    spot), as the served model was trained; the model card's operating point is the ``peak_finder`` to pass.
+    """
     if len(track_z) != len(track_sigma_z):
         msg = f"pv_finder: {len(track_z)} events of track_z but {len(track_sigma_z)} of track_sigma_z"
         raise ValueError(msg)

@@ -19,6 +19,7 @@ from hepsonic_client.physics.vertices import (
     find_vertices,
     gaussian_cdf,
     peak_candidates,
+    track_sigma_z,
 )
 
 
@@ -149,6 +150,19 @@ def test_kde_of_a_vertex_is_found_by_the_peak_finder() -> None:
     np.testing.assert_allclose(found, vertices, atol=0.1)
 
 
+def test_track_sigma_z_adds_the_beam_spot_for_forward_tracks() -> None:
+    # Perpendicular to the beam a vertex's transverse offset does not move the track's z: resolution only.
+    assert track_sigma_z(0.02, 1.0, 0.055) == pytest.approx(0.02)
+    # At eta 4 (1/sin = cosh, 1/tan = sinh) the beam spot's 55 um become 1.5 mm and dominate a precise track.
+    eta = 4.0
+    sigma = track_sigma_z(0.012, 1 / math.cosh(eta), 0.055)
+    assert sigma == pytest.approx(math.hypot(0.012 * math.cosh(eta), 0.055 * math.sinh(eta)))
+    assert sigma > 4 * 0.012 * math.cosh(eta)
+    np.testing.assert_allclose(track_sigma_z([0.02, 0.02], [0.5, 0.5], 0.0), [0.04, 0.04])
+    with pytest.raises(ValueError, match="sin_theta"):
+        track_sigma_z(0.02, 0.0, 0.055)
+
+
 def test_public_api_is_curated() -> None:
     from hepsonic_client.physics import vertices  # noqa: PLC0415
 
@@ -164,5 +178,6 @@ def test_public_api_is_curated() -> None:
         "find_vertices",
         "gaussian_cdf",
         "peak_candidates",
+        "track_sigma_z",
     }
     assert all(hasattr(vertices, name) for name in vertices.__all__)

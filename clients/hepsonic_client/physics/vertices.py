@@ -1,6 +1,7 @@
 """Primary-vertex finding around the ``pv_finder`` model: the KDE it reads and the peak finder for its output.
 
-A reconstruction job turns its tracks into the model input with :func:`build_kde`, sends it to
+A reconstruction job gives each track the z uncertainty of :func:`track_sigma_z`, turns its tracks into the
+model input with :func:`build_kde`, sends it to
 ``pv_finder`` and turns the returned ``pv_prob`` into a list of vertex positions with :func:`find_vertices`.
 The generator and the trainer in ``hepsonic_models.pv`` call the same two functions, so served and offline
 inputs can never drift apart.
@@ -36,6 +37,7 @@ __all__ = [
     "find_vertices",
     "gaussian_cdf",
     "peak_candidates",
+    "track_sigma_z",
 ]
 
 Z_MIN_MM = -100.0
@@ -119,11 +121,31 @@ def _binned_gaussians(z: FloatArray, sigma: FloatArray) -> tuple[FloatArray, Flo
     return kde[0], kde[1]
 
 
+def track_sigma_z(
+    sigma_ip_mm: npt.ArrayLike, sin_theta: npt.ArrayLike, beam_xy_sigma_mm: float
+) -> FloatArray:
+    """How well a track's z of closest approach to the beam line measures its vertex's z (mm): its ``sigma_z``.
+
+    Two terms in quadrature: the track's own resolution, ``sigma_IP / sin(theta)``, and the beam spot's
+    transverse size. A vertex a distance r0 off the beam line shifts the track's z of closest approach by
+    r0 cos(dphi) / tan(theta), whose spread is ``beam_xy_sigma / tan(theta)``: mm for forward tracks, whatever
+    their pT. Leaving that term out makes precise forward tracks look far more precise than they are; the
+    served ``pv_finder`` was trained with it.
+    """
+    sin = np.asarray(sin_theta, dtype=np.float64)
+    if ((sin <= 0) | (sin > 1)).any():
+        raise ValueError("pv_finder track_sigma_z: sin_theta must lie in (0, 1]")
+    tan_squared = sin**2 / np.maximum(1.0 - sin**2, 1e-300)
+    ip = np.asarray(sigma_ip_mm, dtype=np.float64)
+    return np.asarray(np.sqrt(ip**2 / sin**2 + beam_xy_sigma_mm**2 / tan_squared))
+
+
 def build_kde(track_z: npt.ArrayLike, track_sigma_z: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """The ``pv_finder`` input ``kde`` FP32 [2, 4000] of one bunch crossing.
 
     ``track_z``: each track's z of closest approach to the beam line (mm, detector coordinates shifted so
-    the histogram covers [-100, 300) mm); ``track_sigma_z``: its uncertainty (mm, > 0). Tracks outside the
+    the histogram covers [-100, 300) mm); ``track_sigma_z``: its uncertainty (mm, > 0; :func:`track_sigma_z`,
+    as the served model was trained). Tracks outside the
     histogram contribute only the part of their kernel inside it.
     """
     z = np.asarray(track_z, dtype=np.float64).ravel()

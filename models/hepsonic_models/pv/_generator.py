@@ -7,8 +7,9 @@ Two steps, both deterministic for a seed and cached as HDF5 in the work director
    processes; every chunk has its own Pythia seed, so the result does not depend on the number of processes.
 2. :func:`simulate_crossings`: N_PV ~ Poisson(mean) collisions per crossing, each moved to a vertex drawn from
    the beam spot; a few % of tracks lost; each track's z of closest approach to the beam line smeared with
-   sigma_z = sigma_IP / sin(theta), sigma_IP = a + b / pT; then the KDE of
-   :func:`hepsonic_client.physics.vertices.build_kde`.
+   sigma_IP / sin(theta), sigma_IP = a + b / pT, and given the sigma_z of
+   :func:`hepsonic_client.physics.vertices.track_sigma_z` (that resolution and the beam spot's transverse size);
+   then the KDE of :func:`hepsonic_client.physics.vertices.build_kde`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hepsonic_client.physics.vertices import KDE_DEFINITION, N_BINS, Z_MAX_MM, Z_MIN_MM, build_kde
+from hepsonic_client.physics.vertices import (
+    KDE_DEFINITION,
+    N_BINS,
+    Z_MAX_MM,
+    Z_MIN_MM,
+    build_kde,
+    track_sigma_z,
+)
 
 from .._parallel import map_ordered
 
@@ -33,6 +41,7 @@ __all__ = [
     "CollisionSample",
     "CrossingSample",
     "GeneratorSettings",
+    "VertexCeiling",
     "generate_collisions",
     "ideal_vertex_efficiency",
     "reconstruct_tracks",
@@ -60,10 +69,23 @@ class GeneratorSettings:
     ip_constant_mm: float = 0.012
     ip_over_pt_mm_gev: float = 0.023
     track_efficiency: float = 0.97
+    #: Whether each track's sigma_z includes the beam spot's transverse size (see
+    #: :func:`hepsonic_client.physics.vertices.track_sigma_z`), as it should; False gives sigma_IP / sin(theta).
+    sigma_z_with_beam_spot: bool = True
 
     def key(self) -> str:
         """Short stable hash of the settings (part of cache file names)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return _short_hash(asdict(self))
+
+    def collision_key(self) -> str:
+        """Short stable hash of the settings Pythia's collisions depend on (cached collisions key on it only)."""
+        return _short_hash(
+            {name: getattr(self, name) for name in ("ecm_gev", "eta_min", "eta_max", "p_min_gev")}
+        )
+
+
+def _short_hash(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -175,7 +197,7 @@ def generate_collisions(
     Cached in ``workdir`` as HDF5 (``px``, ``py``, ``pz``, ``offsets``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"collisions_{settings.key()}_s{seed}_r{stream}_n{n_collisions}.h5"
+    path = workdir / f"collisions_{settings.collision_key()}_s{seed}_r{stream}_n{n_collisions}.h5"
     if path.is_file():
         with h5py.File(path, "r") as f:
             seconds = float(f.attrs.get("seconds", float("nan")))
@@ -239,7 +261,7 @@ def reconstruct_tracks(
     """Detector response: collision i placed at (pv_x[i], pv_y[i], pv_z[i]) -> reconstructed tracks.
 
     Returns, per reconstructed track, the index of its collision, its measured z of closest approach to the
-    beam line and its sigma_z (mm).
+    beam line and its sigma_z (mm; see ``settings.sigma_z_with_beam_spot``).
     """
     pv_of_track = np.repeat(np.arange(collisions.n_collisions), np.diff(collisions.offsets))
     found = rng.random(pv_of_track.size) < settings.track_efficiency
@@ -255,9 +277,21 @@ def reconstruct_tracks(
     x0, y0, z0 = pv_x[pv_of_track], pv_y[pv_of_track], pv_z[pv_of_track]
     z_poca = z0 - (x0 * tx + y0 * ty) / (tx**2 + ty**2)
     sigma_ip = settings.ip_constant_mm + settings.ip_over_pt_mm_gev / pt
-    sigma_z = sigma_ip / sin_theta
-    track_z = z_poca + rng.normal(0.0, 1.0, pt.size) * sigma_z
-    return pv_of_track, track_z, sigma_z
+    track_z = z_poca + rng.normal(0.0, 1.0, pt.size) * sigma_ip / sin_theta
+    beam_xy_sigma = settings.beam_xy_sigma_mm if settings.sigma_z_with_beam_spot else 0.0
+    return pv_of_track, track_z, track_sigma_z(sigma_ip, sin_theta, beam_xy_sigma)
+
+
+class VertexCeiling(NamedTuple):
+    """What perfectly associated tracks give (see :func:`ideal_vertex_efficiency`)."""
+
+    #: Fraction of vertices with >= min_tracks tracks whose fitted z lands within max_dz of the truth.
+    efficiency: float
+    #: Their median |dz| (mm).
+    median_dz_mm: float
+    #: The best efficiency with at most ``fp_budget`` vertices per crossing landing beyond max_dz: keep vertices
+    #: in order of their fitted z error (best measured first), a cut any finder can make, and stop at the budget.
+    efficiency_at_budget: float
 
 
 def ideal_vertex_efficiency(
@@ -267,15 +301,17 @@ def ideal_vertex_efficiency(
     seed: int,
     max_dz: float = 0.5,
     min_tracks: int = 5,
+    fp_budget: float = 0.1,
     transverse_known: bool = False,
-) -> tuple[float, float]:
+) -> VertexCeiling:
     """Resolution ceiling of any finder: truth-assisted vertices from perfectly associated tracks.
 
     Each collision is placed in the beam spot and reconstructed; its vertex is the inverse-variance mean
-    (1 / sigma_z^2) of its own tracks' z. Returns the fraction of vertices with >= ``min_tracks`` tracks
-    that land within ``max_dz`` of the truth, and their median |dz| (mm). With ``transverse_known`` each
-    track's z is taken at the vertex's true (x, y) instead of at the beam line, as a finder that also fitted
-    the transverse position perfectly would: what is left is the tracks' own resolution.
+    (1 / sigma_z^2) of its own tracks' z. Crossings hold ``settings.mean_pvs`` collisions on average, which
+    turns the misplaced vertices into false positives per crossing for ``efficiency_at_budget``. With
+    ``transverse_known`` each track's z is taken at the vertex's true (x, y) instead of at the beam line, and
+    weighed by its own resolution only, as a finder that also fitted the transverse position perfectly would:
+    what is left is the tracks' own resolution.
     """
     rng = np.random.default_rng([seed, 0xCE11])
     n = collisions.n_collisions
@@ -283,16 +319,22 @@ def ideal_vertex_efficiency(
     pv_y = rng.normal(0.0, settings.beam_xy_sigma_mm, n)
     if transverse_known:  # the same draws (so the same smearing below), with the beam-spot shift removed
         pv_x, pv_y = np.zeros(n), np.zeros(n)
+        settings = replace(settings, sigma_z_with_beam_spot=False)
     pv_z = np.zeros(n)
     pv_of_track, track_z, sigma_z = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
     weight = 1.0 / sigma_z**2
     total = np.bincount(pv_of_track, weights=weight, minlength=n)
     mean = np.bincount(pv_of_track, weights=weight * track_z, minlength=n) / np.where(total > 0, total, 1.0)
     counted = np.bincount(pv_of_track, minlength=n) >= min_tracks
+    if not counted.any():
+        return VertexCeiling(float("nan"), float("nan"), float("nan"))
     error = np.abs(mean[counted])
-    if error.size == 0:
-        return float("nan"), float("nan")
-    return float(np.mean(error < max_dz)), float(np.median(error))
+    # Best measured first; the largest prefix whose misplaced vertices stay within the budget.
+    by_precision = np.argsort(total[counted])[::-1]
+    misplaced = np.cumsum(error[by_precision] >= max_dz)
+    allowed = int(np.searchsorted(misplaced, fp_budget * n / settings.mean_pvs, side="right"))
+    found = int(np.sum(error[by_precision][:allowed] < max_dz))
+    return VertexCeiling(float(np.mean(error < max_dz)), float(np.median(error)), found / error.size)
 
 
 def _kde_task(args: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
