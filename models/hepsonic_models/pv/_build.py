@@ -18,7 +18,7 @@ from ..export import ExportInfo, export_version, run_served, write_model_card
 from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._config import FULL, SMOKE, PVBuildConfig
-from ._evaluate import FP_BUDGET, choose_finder, evaluate, scan_curve
+from ._evaluate import choose_finder, evaluate, scan_curve
 from ._generator import (
     CrossingSample,
     GeneratorSettings,
@@ -26,7 +26,7 @@ from ._generator import (
     ideal_vertex_efficiency,
     simulate_crossings,
 )
-from ._metrics import Truth
+from ._metrics import FP_BUDGET, Truth
 from ._net import PVUNet
 from ._report import BuildSummary, MethodScore, model_card, write_report
 from ._train import TrainResult, TrainSettings, make_targets, train
@@ -177,9 +177,9 @@ def report(name: str, ctx: BuildContext) -> Path:
         workdir=Path(ctx.workdir) / MODEL_NAME,
         jobs=ctx.jobs,
     )
-    ceiling = ideal_vertex_efficiency(config.generator, test_collisions, seed=ctx.seed, fp_budget=FP_BUDGET)
+    ceiling = ideal_vertex_efficiency(config.generator, test_collisions, seed=ctx.seed)
     ceiling_3d = ideal_vertex_efficiency(
-        config.generator, test_collisions, seed=ctx.seed, fp_budget=FP_BUDGET, transverse_known=True
+        config.generator, test_collisions, seed=ctx.seed, transverse_known=True
     )
     n_true_pvs = {label: int(t.pv_z.size) for label, t in truths.items()}
     summary = BuildSummary(

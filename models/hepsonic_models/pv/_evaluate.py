@@ -9,12 +9,9 @@ import numpy.typing as npt
 
 from hepsonic_client.physics.vertices import PeakFinder
 
-from ._metrics import MatchResult, Truth, match_vertices, scan_peak_finder
+from ._metrics import FP_BUDGET, MatchResult, Truth, match_vertices, scan_peak_finder
 
 __all__ = ["Curve", "FinderChoice", "choose_finder", "evaluate", "scan_curve"]
-
-#: The operating point the target is set at (false positives per event).
-FP_BUDGET = 0.1
 
 
 @dataclass(frozen=True)

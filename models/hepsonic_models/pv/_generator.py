@@ -36,6 +36,7 @@ from hepsonic_client.physics.vertices import (
 )
 
 from .._parallel import map_ordered
+from ._metrics import FP_BUDGET
 
 __all__ = [
     "CollisionSample",
@@ -301,7 +302,7 @@ def ideal_vertex_efficiency(
     seed: int,
     max_dz: float = 0.5,
     min_tracks: int = 5,
-    fp_budget: float = 0.1,
+    fp_budget: float = FP_BUDGET,
     transverse_known: bool = False,
 ) -> VertexCeiling:
     """Resolution ceiling of any finder: truth-assisted vertices from perfectly associated tracks.

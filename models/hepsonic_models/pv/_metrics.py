@@ -17,7 +17,10 @@ import numpy.typing as npt
 
 from hepsonic_client.physics.vertices import peak_candidates
 
-__all__ = ["MatchResult", "Truth", "match_vertices", "scan_peak_finder"]
+__all__ = ["FP_BUDGET", "MatchResult", "Truth", "match_vertices", "scan_peak_finder"]
+
+#: The operating point the target is set at (false positives per event).
+FP_BUDGET = 0.1
 
 #: Events are laid side by side on one axis this far apart (mm), more than the histogram's span.
 _EVENT_SPACING_MM = 1000.0
