@@ -36,6 +36,7 @@ from ._helpers import (
     SupportsInfer,
     find_primary_vertices,
     score_electrons,
+    served_peak_finder,
     simulate_showers,
     tag_jets,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "find_primary_vertices",
     "free_port",
     "score_electrons",
+    "served_peak_finder",
     "simulate_showers",
     "sweep_stale_regions",
     "tag_jets",

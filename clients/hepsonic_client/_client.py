@@ -134,6 +134,7 @@ class Client:
         self._validate = validate_inputs
         self._metadata_cache: dict[tuple[str, str], ModelMetadata | None] = {}
         self._sha_cache: dict[tuple[str, str, str], str | None] = {}
+        self._parameter_cache: dict[tuple[str, str], str | None] = {}
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._rng = random.Random()
@@ -224,6 +225,18 @@ class Client:
             )
             self._metadata_cache[key] = cached = fetched
         return cached
+
+    def model_parameter(self, model: str, key: str, version: int | str) -> str | None:
+        """A parameter a served version publishes in its configuration (``<key>/<version>``, such as
+        pv_finder's ``peak_finder``), or None when it publishes none. Cached per (model, key, version)."""
+        cache_key = (model, f"{key}/{version}")
+        if cache_key not in self._parameter_cache:
+            value, _ = self._dispatch(
+                model,
+                lambda s: s.transport.config_parameter(model, cache_key[1], timeout=self.timeouts.connect),
+            )
+            self._parameter_cache[cache_key] = value
+        return self._parameter_cache[cache_key]
 
     def stats(self) -> dict[str, int]:
         """Counters: requests, retries, failovers, fallback uses (by kind)."""

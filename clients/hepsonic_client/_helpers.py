@@ -8,9 +8,10 @@ use, calls the service, and returns named arrays with the provenance of the answ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -26,11 +27,17 @@ __all__ = [
     "SupportsInfer",
     "find_primary_vertices",
     "score_electrons",
+    "served_peak_finder",
     "simulate_showers",
     "tag_jets",
 ]
 
 F32 = npt.NDArray[np.float32]
+
+log = logging.getLogger("hepsonic_client")
+
+#: Cuts used when the server publishes no operating point (a repository exported before they were published).
+FALLBACK_PEAK_FINDER = vertices.PeakFinder(threshold=0.5)
 
 
 class SupportsInfer(Protocol):
@@ -119,6 +126,31 @@ def tag_jets(
     return JetTags(p_top=probabilities[:, 0], p_qcd=probabilities[:, 1], provenance=softmax.provenance)
 
 
+@runtime_checkable
+class SupportsParameters(Protocol):
+    """Anything with :meth:`Client.model_parameter`'s signature."""
+
+    def model_parameter(self, model: str, key: str, version: int | str) -> str | None: ...
+
+
+def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertices.PeakFinder:
+    """The peak-finder cuts published by the pv_finder version that answered (its operating point, chosen on
+    validation crossings when it was built); :data:`FALLBACK_PEAK_FINDER`, with a warning, when it has none."""
+    text = None
+    if isinstance(client, SupportsParameters) and provenance.version:
+        text = client.model_parameter(provenance.model, vertices.PEAK_FINDER_PARAMETER, provenance.version)
+    if text is None:
+        log.warning(
+            "hepsonic: %s version %r publishes no %r parameter; using %s",
+            provenance.model,
+            provenance.version,
+            vertices.PEAK_FINDER_PARAMETER,
+            FALLBACK_PEAK_FINDER,
+        )
+        return FALLBACK_PEAK_FINDER
+    return vertices.PeakFinder.from_json(text)
+
+
 def find_primary_vertices(
     client: SupportsInfer,
     track_z: Sequence[npt.ArrayLike],
@@ -129,14 +161,15 @@ def find_primary_vertices(
     """PV z positions (mm) per event from each event's tracks (z of closest approach and sigma_z, mm).
 
     ``track_sigma_z`` as :func:`hepsonic_client.physics.vertices.track_sigma_z` gives it (resolution and beam
-    spot), as the served model was trained; the model card's operating point is the ``peak_finder`` to pass.
+    spot), as the served model was trained. Without ``peak_finder`` the cuts are the operating point that the
+    answering version publishes (:func:`served_peak_finder`).
     """
     if len(track_z) != len(track_sigma_z):
         msg = f"pv_finder: {len(track_z)} events of track_z but {len(track_sigma_z)} of track_sigma_z"
         raise ValueError(msg)
-    finder = peak_finder or vertices.PeakFinder(threshold=0.5)
     kde = np.stack([vertices.build_kde(z, s) for z, s in zip(track_z, track_sigma_z, strict=True)])
     result = client.infer("pv_finder", {"kde": kde})
+    finder = peak_finder or served_peak_finder(client, result.provenance)
     prob = result["pv_prob"]
     return PrimaryVertices(pv_prob=prob, z=[finder(row) for row in prob], provenance=result.provenance)
 

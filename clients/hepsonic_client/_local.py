@@ -7,6 +7,7 @@ Used by ``hepsonic-reco --local`` and as the last fallback. It reads the same
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -143,6 +144,12 @@ class OnnxRuntimeTransport(Transport):
         )
 
     def config_parameter(self, model: str, key: str, *, timeout: float | None) -> str | None:  # noqa: ARG002
-        if key.startswith("sha256/"):
-            return self._session(model, key.removeprefix("sha256/"))[2]
-        return None
+        name, _, version = key.rpartition("/")
+        if name == "sha256":
+            return self._session(model, version)[2]
+        # What the exporter publishes in config.pbtxt, read from its source next to the model.
+        path = self.repository / model / version / "parameters.json"
+        if not name or not version.isdigit() or not path.is_file():
+            return None
+        value = json.loads(path.read_text(encoding="utf-8")).get(name)
+        return value if isinstance(value, str) else None

@@ -29,6 +29,7 @@ import numpy as np
 from ._batcher import Batcher
 from ._client import Client
 from ._exceptions import HepsonicError
+from ._helpers import served_peak_finder
 from ._local import OnnxRuntimeTransport
 from ._options import BatchingOptions, FallbackOptions
 from ._result import InferResult, Provenance, write_provenance
@@ -152,7 +153,7 @@ class _Job:
         return futures
 
     def collect(
-        self, futures: dict[str, list[Future[InferResult]]], peak_finder: vertex_physics.PeakFinder
+        self, futures: dict[str, list[Future[InferResult]]], peak_finder: vertex_physics.PeakFinder | None
     ) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for task, task_futures in futures.items():
@@ -165,7 +166,8 @@ class _Job:
                 row["el_discriminant"] = np.array([r["discriminant"][0] for r in results], np.float32)
             elif task == "vertices":
                 prob = results[0]["pv_prob"]
-                row["pv_z"] = peak_finder(prob).astype(np.float32)
+                finder = peak_finder or served_peak_finder(self.client, results[0].provenance)
+                row["pv_z"] = finder(prob).astype(np.float32)
                 row["pv_prob_sum"] = np.float32(prob.sum())
             elif task == "showers":
                 for layer in ("layer_0", "layer_1", "layer_2"):
@@ -218,7 +220,7 @@ def run(
     seed: int = 12345,
     batching: BatchingOptions | None = None,
     chunk_events: int = 64,
-    peak_threshold: float = 0.5,
+    peak_finder: vertex_physics.PeakFinder | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the job; returns a summary (events, wall and CPU time, events/s, CPU s/event, provenance)."""
@@ -226,7 +228,6 @@ def run(
     from tqdm import tqdm  # noqa: PLC0415
 
     options = batching or BatchingOptions(max_batch_size=256, max_latency=0.01, max_inflight=2)
-    finder = vertex_physics.PeakFinder(threshold=peak_threshold)
     job = _Job(client, tasks, jet_model=jet_model, seed=seed, options=options)
     rows: list[dict[str, Any]] = []
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -241,7 +242,7 @@ def run(
                 for event in chunk:
                     pending.append(job.submit(event, number))
                     number += 1
-                rows.extend(job.collect(futures, finder) for futures in pending)
+                rows.extend(job.collect(futures, peak_finder) for futures in pending)
                 bar.update(len(pending))
             bar.close()
     finally:

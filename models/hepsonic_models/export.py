@@ -7,6 +7,10 @@ Every served model goes through :func:`export_version`, so every ``model.onnx`` 
 * is listed with its sha256 in the model's ``config.pbtxt`` (``parameters { key: "sha256/<version>" ... }``),
   which the gateway reports as provenance.
 
+A build may also publish per-version parameters that clients need to use the outputs (pv_finder's peak-finder
+operating point): :func:`publish_parameters` keeps them in ``<version>/parameters.json`` and the config lists
+them as ``<key>/<version>``, so a client reads them from the server that answered, for the version that answered.
+
 Exporter choice: torch 2.13's default ``torch.onnx.export`` is the dynamo exporter, which needs ``onnxscript``
 (not a dependency here). The legacy TorchScript exporter (``dynamo=False``) still works, handles every model
 family in this repository and gives plain graphs that Triton's onnxruntime backend loads; its deprecation
@@ -16,6 +20,7 @@ warnings are silenced around the call only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -34,11 +39,14 @@ from .specs import ModelSpec, TensorSpec
 
 __all__ = [
     "ONNX_OPSET",
+    "VERSION_PARAMETERS_FILE",
     "ExportError",
     "ExportInfo",
     "check_onnx_against_spec",
+    "expected_config",
     "export_version",
     "numpy_dtype",
+    "publish_parameters",
     "render_config",
     "run_served",
     "sha256_file",
@@ -126,8 +134,17 @@ def _render_tensors(kind: str, tensors: tuple[TensorSpec, ...]) -> list[str]:
     return [f"{kind} [", ",\n".join(blocks), "]"]
 
 
-def render_config(spec: ModelSpec, version_sha256: Mapping[int, str]) -> str:
-    """The ``config.pbtxt`` text of ``spec``, with one ``sha256/<version>`` parameter per given version."""
+#: Per-version parameters published in ``config.pbtxt`` (a JSON object of strings), next to ``model.onnx``.
+VERSION_PARAMETERS_FILE = "parameters.json"
+
+
+def render_config(
+    spec: ModelSpec,
+    version_sha256: Mapping[int, str],
+    version_parameters: Mapping[int, Mapping[str, str]] | None = None,
+) -> str:
+    """The ``config.pbtxt`` text of ``spec``, with one ``sha256/<version>`` parameter per given version and one
+    ``<key>/<version>`` parameter per entry of ``version_parameters``."""
     if spec.version_policy == "all":
         policy = "version_policy: { all { } }"
     else:
@@ -145,22 +162,58 @@ def render_config(spec: ModelSpec, version_sha256: Mapping[int, str]) -> str:
         "}",
     ]
     for version in sorted(version_sha256):
-        lines += [
-            "parameters {",
-            f'  key: "sha256/{version}"',
-            f'  value {{ string_value: "{version_sha256[version]}" }}',
-            "}",
-        ]
+        parameters = {"sha256": version_sha256[version], **(version_parameters or {}).get(version, {})}
+        for key, value in parameters.items():
+            lines += [
+                "parameters {",
+                f'  key: "{key}/{version}"',
+                f"  value {{ string_value: {json.dumps(value)} }}",
+                "}",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _read_parameters(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise ExportError(f"{path}: expected a JSON object of strings")
+    return {str(k): v for k, v in stored.items()}
+
+
+def expected_config(spec: ModelSpec, repository: Path) -> str:
+    """The ``config.pbtxt`` text that the version folders present in ``repository`` call for."""
+    folders = version_folders(repository, spec.name)
+    hashes = {version: sha256_file(path) for version, path in folders.items()}
+    parameters = {
+        version: _read_parameters(path.parent / VERSION_PARAMETERS_FILE) for version, path in folders.items()
+    }
+    return render_config(spec, hashes, parameters)
 
 
 def write_config(spec: ModelSpec, repository: Path) -> Path:
     """(Re)write ``<repository>/<spec.name>/config.pbtxt`` for every version folder present."""
-    hashes = {version: sha256_file(path) for version, path in version_folders(repository, spec.name).items()}
     path = repository / spec.name / "config.pbtxt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_config(spec, hashes), encoding="utf-8")
+    path.write_text(expected_config(spec, repository), encoding="utf-8")
     return path
+
+
+def publish_parameters(
+    spec: ModelSpec, repository: Path, version: int, parameters: Mapping[str, str]
+) -> Path:
+    """Store ``parameters`` of an exported version (replacing earlier ones) and rewrite ``config.pbtxt``;
+    keys must not contain ``/`` and ``sha256`` is reserved. Returns the config's path."""
+    for key in parameters:
+        if "/" in key or key == "sha256" or not key:
+            raise ExportError(f"model {spec.name!r}: parameter key {key!r} is reserved or contains '/'")
+    folder = repository / spec.name / str(version)
+    if not (folder / "model.onnx").is_file():
+        raise ExportError(f"model {spec.name!r} version {version}: no model.onnx in {folder}")
+    text = json.dumps(dict(sorted(parameters.items())), indent=2) + "\n"
+    (folder / VERSION_PARAMETERS_FILE).write_text(text, encoding="utf-8")
+    return write_config(spec, repository)
 
 
 def write_model_card(repository: Path, name: str, markdown: str) -> Path:

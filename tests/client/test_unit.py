@@ -23,6 +23,7 @@ from hepsonic_client import (
     RetryPolicy,
     TensorMetadata,
 )
+from hepsonic_client.physics.vertices import PeakFinder
 
 META = ModelMetadata(
     name="double",
@@ -341,3 +342,40 @@ def test_helpers_build_inputs_and_return_typed_results() -> None:
     assert scores.discriminant.shape == (4,)
     with pytest.raises(ValueError, match=r"ringer: input 'rings' must be \(n, 100\)"):
         hc.score_electrons(client, np.ones((4, 99)), np.full(4, 20.0), np.zeros(4))
+
+
+def test_local_transport_reads_published_parameters(tmp_path: Path) -> None:
+    from .tiny_repository import write_tiny_repository  # noqa: PLC0415
+
+    repository = write_tiny_repository(tmp_path)
+    (repository / "tiny" / "1" / "parameters.json").write_text('{"cuts": "{\\"threshold\\": 0.7}"}')
+    client = Client(transport=hc.OnnxRuntimeTransport(repository))
+    assert client.model_parameter("tiny", "cuts", 1) == '{"threshold": 0.7}'
+    assert client.model_parameter("tiny", "cuts", 2) is None
+    assert client.model_parameter("tiny", "other", 1) is None
+
+
+def test_vertices_use_the_published_cuts_or_warn(caplog) -> None:
+    def bumps(request: MockRequest) -> dict[str, np.ndarray]:
+        z = np.linspace(-100, 300, 4000, endpoint=False) + 0.05
+        prob = 0.6 * np.exp(-0.5 * ((z - 50.0) / 0.2) ** 2) + 0.45 * np.exp(-0.5 * ((z - 120.0) / 0.2) ** 2)
+        return {"pv_prob": np.tile(prob.astype(np.float32), (len(request.inputs["kde"]), 1))}
+
+    track_z, track_sigma = [np.array([50.0, 120.0])], [np.array([0.1, 0.1])]
+
+    class Publishing(MockTransport):
+        def config_parameter(self, model: str, key: str, *, timeout: float | None) -> str | None:
+            return '{"threshold": 0.4}' if key == "peak_finder/1" else None
+
+    published = Client(transport=Publishing(bumps, sha256="abc"), retry=FAST, validate_inputs=False)
+    found = hc.find_primary_vertices(published, track_z, track_sigma)
+    np.testing.assert_allclose(found.z[0], [50.0, 120.0], atol=0.05)  # 0.4 keeps the 0.45-high bump
+
+    silent = Client(transport=MockTransport(bumps, sha256="abc"), retry=FAST, validate_inputs=False)
+    found = hc.find_primary_vertices(silent, track_z, track_sigma)
+    np.testing.assert_allclose(found.z[0], [50.0], atol=0.05)  # the fallback's 0.5 does not
+    assert any("publishes no 'peak_finder'" in record.message for record in caplog.records)
+    explicit = hc.find_primary_vertices(
+        published, track_z, track_sigma, peak_finder=PeakFinder(threshold=0.7)
+    )
+    assert explicit.z[0].size == 0

@@ -15,6 +15,7 @@ from hepsonic_models.export import (
     ExportError,
     check_onnx_against_spec,
     export_version,
+    publish_parameters,
     render_config,
     sha256_file,
     write_model_card,
@@ -79,6 +80,28 @@ def test_export_writes_checked_graph_and_config(tmp_path: Path) -> None:
     assert list(config.output[1].dims) == [2, 3]
     assert config.parameters["sha256/1"].string_value == info1.sha256
     assert config.parameters["sha256/2"].string_value == info2.sha256
+
+
+def test_published_parameters_are_per_version_and_survive_a_later_export(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    info1 = export_version(SPEC, Toy(), 1, tmp_path, _inputs())
+    cuts = '{"threshold": 0.5, "note": "a \\"quoted\\" word"}'
+    publish_parameters(SPEC, tmp_path, 1, {"cuts": cuts})
+    export_version(SPEC, Toy(2.0), 2, tmp_path, _inputs())  # rewrites config.pbtxt
+    config = _parse((tmp_path / "toy" / "config.pbtxt").read_text())
+    assert config.parameters["cuts/1"].string_value == cuts
+    assert "cuts/2" not in config.parameters
+    assert config.parameters["sha256/1"].string_value == info1.sha256
+    # Publishing again replaces the version's parameters.
+    publish_parameters(SPEC, tmp_path, 1, {"other": "x"})
+    config = _parse((tmp_path / "toy" / "config.pbtxt").read_text())
+    assert "cuts/1" not in config.parameters
+    assert config.parameters["other/1"].string_value == "x"
+    for key in ("sha256", "a/b", ""):
+        with pytest.raises(ExportError, match="reserved or contains"):
+            publish_parameters(SPEC, tmp_path, 1, {key: "x"})
+    with pytest.raises(ExportError, match=r"version 3: no model\.onnx"):
+        publish_parameters(SPEC, tmp_path, 3, {"cuts": "x"})
 
 
 def test_latest_policy_renders() -> None:

@@ -120,6 +120,15 @@ def test_peak_finder_cuts_width_integral_and_threshold() -> None:
     assert PeakFinder(threshold=0.3, integral_threshold=0.12)(values).tolist() == integral_cut.tolist()
 
 
+def test_peak_finder_settings_round_trip_as_published_json() -> None:
+    finder = PeakFinder(threshold=0.54, integral_threshold=0.01, min_width=2)
+    assert PeakFinder.from_json(finder.to_json()) == finder
+    assert PeakFinder.from_json('{"threshold": 0.3}') == PeakFinder(threshold=0.3)
+    for bad in ("not json", "[1, 2]", '{"min_width": 2}', '{"threshold": "high"}'):
+        with pytest.raises(ValueError, match="pv_finder peak-finder settings: expected a JSON object"):
+            PeakFinder.from_json(bad)
+
+
 def test_peak_finder_ignores_nan_and_rejects_bad_input() -> None:
     values = _bumps([20.0], 0.1)
     values[2000:2100] = np.nan
@@ -170,6 +179,7 @@ def test_public_api_is_curated() -> None:
         "BIN_WIDTH_MM",
         "KDE_DEFINITION",
         "N_BINS",
+        "PEAK_FINDER_PARAMETER",
         "Z_MAX_MM",
         "Z_MIN_MM",
         "PeakFinder",

@@ -7,6 +7,7 @@ and the gateway over HTTP (JSON tensors and binary tensors) and over gRPC, with 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import urllib.request
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from hepsonic_client import Client, find_primary_vertices
+from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, PeakFinder
 from hepsonic_triton import ModelEntry, TritonServer, load_repository
 
 from ..conftest import MODEL_REPOSITORY, Stack
@@ -156,3 +159,31 @@ def test_concurrent_requests_are_merged_by_the_dynamic_batcher(stack: Stack) -> 
     assert requests_after - requests_before == n_requests
     executions = execs_after - execs_before
     assert executions < n_requests / 2, f"{n_requests} requests ran in {executions} executions: no batching"
+
+
+@pytest.mark.parametrize("front", ["triton-grpc", "gateway-http", "gateway-grpc"])
+def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front: str) -> None:
+    """The peak-finder cuts chosen for pv_finder v1 at build time reach a client from the server that answered,
+    and find_primary_vertices applies them by default."""
+    published = json.loads((MODEL_REPOSITORY / "pv_finder" / "1" / "parameters.json").read_text())
+    expected = PeakFinder.from_json(published[PEAK_FINDER_PARAMETER])
+    url = {
+        "triton-grpc": f"grpc://{stack.triton_grpc}",
+        "gateway-http": f"http://{stack.gateway_http}",
+        "gateway-grpc": f"grpc://{stack.gateway_grpc}",
+    }[front]
+    # Three vertices near the beam spot's centre, 30 tracks each with sigma_z from 0.05 to 0.5 mm.
+    rng = np.random.default_rng(3)
+    track_sigma = [rng.uniform(0.05, 0.5, 90) for _ in range(2)]
+    track_z = [np.repeat([80.0, 100.0, 130.0], 30) + rng.normal(0, 1, 90) * s for s in track_sigma]
+    with Client(url) as client:
+        assert (
+            client.model_parameter("pv_finder", PEAK_FINDER_PARAMETER, 1) == published[PEAK_FINDER_PARAMETER]
+        )
+        assert client.model_parameter("pv_finder", "no_such_parameter", 1) is None
+        found = find_primary_vertices(client, track_z, track_sigma)
+    assert found.provenance.version == "1"
+    for prob, z in zip(found.pv_prob, found.z, strict=True):
+        np.testing.assert_array_equal(z, expected(prob))
+    for z in found.z:
+        np.testing.assert_allclose(z, [80.0, 100.0, 130.0], atol=0.5)

@@ -20,7 +20,8 @@ Histogram coordinates (fixed by the served model): z in [-100, 300) mm in 4000 b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ __all__ = [
     "BIN_WIDTH_MM",
     "KDE_DEFINITION",
     "N_BINS",
+    "PEAK_FINDER_PARAMETER",
     "Z_MAX_MM",
     "Z_MIN_MM",
     "PeakFinder",
@@ -46,6 +48,9 @@ N_BINS = 4000
 BIN_WIDTH_MM = (Z_MAX_MM - Z_MIN_MM) / N_BINS
 #: Name of the channels' definition; change it whenever :func:`build_kde` changes, so cached inputs are remade.
 KDE_DEFINITION = "kde-a-b2"
+#: The served pv_finder publishes its operating point (:meth:`PeakFinder.to_json`) as the model-config
+#: parameter ``peak_finder/<version>``: the cuts chosen for that version's network on validation crossings.
+PEAK_FINDER_PARAMETER = "peak_finder"
 #: Kernels are cut at this many sigma (the mass beyond is < 6e-7).
 _KERNEL_RANGE_SIGMA = 5.0
 _MIN_SIGMA_MM = 1e-4
@@ -176,6 +181,24 @@ class PeakFinder:
     threshold: float
     integral_threshold: float = 0.0
     min_width: int = 1
+
+    def to_json(self) -> str:
+        """The settings as a JSON object (what a served version publishes)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PeakFinder:
+        """Settings from :meth:`to_json`'s text; ``ValueError`` names what is wrong."""
+        try:
+            stored = json.loads(text)
+            return cls(
+                threshold=float(stored["threshold"]),
+                integral_threshold=float(stored.get("integral_threshold", 0.0)),
+                min_width=int(stored.get("min_width", 1)),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            msg = f"pv_finder peak-finder settings: expected a JSON object with 'threshold', got {text!r}"
+            raise ValueError(msg) from exc
 
     def __call__(self, values: npt.ArrayLike) -> FloatArray:
         """Vertex z positions (mm, ascending) found in one event's ``values`` [4000]."""

@@ -13,8 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER
+
 from ..context import BuildContext
-from ..export import ExportInfo, export_version, run_served, write_model_card
+from ..export import ExportInfo, export_version, publish_parameters, run_served, write_model_card
 from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._config import FULL, SMOKE, PVBuildConfig
@@ -152,6 +154,10 @@ def report(name: str, ctx: BuildContext) -> Path:
     nn_choice = choose_finder(val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS)
     val_kde = np.ascontiguousarray(samples["val"].kde[:, 0])
     kde_choice = choose_finder(val_kde, truths["val"], KDE_THRESHOLDS, KDE_INTEGRALS, MIN_WIDTHS)
+    # Served with the model, so a client's default cuts are always this version's.
+    publish_parameters(
+        SPECS[MODEL_NAME], Path(ctx.repository), 1, {PEAK_FINDER_PARAMETER: nn_choice.finder.to_json()}
+    )
 
     test_prob = _served_prob(onnx_path, samples["test"].kde, threads)
     test_kde = np.ascontiguousarray(samples["test"].kde[:, 0])

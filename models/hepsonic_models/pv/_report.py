@@ -503,7 +503,9 @@ def model_card(summary: BuildSummary) -> str:
         (
             f"- Operating point: `PeakFinder(threshold={summary.scores['nn'].choice.finder.threshold:g}, "
             f"integral_threshold={summary.scores['nn'].choice.finder.integral_threshold:g}, "
-            f"min_width={summary.scores['nn'].choice.finder.min_width})`."
+            f"min_width={summary.scores['nn'].choice.finder.min_width})`, published in `config.pbtxt` as the "
+            "parameter `peak_finder/1`; `hepsonic_client.find_primary_vertices` (and `hepsonic-reco`) use the "
+            "answering version's published cuts unless given others."
         ),
         "",
         "## How the weights were made",
