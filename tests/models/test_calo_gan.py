@@ -139,7 +139,13 @@ def test_smoke_pipeline_exports_served_generator(calo_smoke_build) -> None:
     metrics = json.loads((calo_smoke_build.reports / "calo_gan" / "metrics.json").read_text())
     assert set(metrics["separation"]) == {"spectrum", "10 GeV", "50 GeV", "90 GeV"}
     assert metrics["speed_up"] > 0
-    for name in ("shower_shapes.png", "response.png", "mean_showers.png", "README.md"):
+    for name in (
+        "shower_shapes.png",
+        "response.png",
+        "mean_showers.png",
+        "feature_correlations.png",
+        "README.md",
+    ):
         assert (calo_smoke_build.reports / "calo_gan" / name).stat().st_size > 0
     training = json.loads((calo_smoke_build.reports / "calo_gan" / "training.json").read_text())["training"]
     assert [step for step, _ in training["selection"]] == [5, 10]
