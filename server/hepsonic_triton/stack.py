@@ -158,8 +158,9 @@ def _print_banner(triton: TritonServer, args: argparse.Namespace, elapsed_s: flo
         f"  Triton   HTTP  http://{triton.http_url}   gRPC {triton.grpc_url}   metrics {triton.metrics_url}",
         "  models:",
     ]
+    width = max((len(entry.name) for entry in triton.models), default=0) + 2
     lines += [
-        f"    {entry.name:<18} versions {', '.join(map(str, triton.served_versions(entry)))}"
+        f"    {entry.name:<{width}} versions {', '.join(map(str, triton.served_versions(entry)))}"
         for entry in triton.models
     ]
     lines.append("Press Ctrl-C to stop.")
