@@ -38,6 +38,7 @@ log = logging.getLogger("hepsonic_client")
 
 #: Cuts used when the server publishes no operating point (a repository exported before they were published).
 FALLBACK_PEAK_FINDER = vertices.PeakFinder(threshold=0.5)
+_WARNED: set[tuple[str, str]] = set()
 
 
 class SupportsInfer(Protocol):
@@ -140,13 +141,16 @@ def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertice
     if isinstance(client, SupportsParameters) and provenance.version:
         text = client.model_parameter(provenance.model, vertices.PEAK_FINDER_PARAMETER, provenance.version)
     if text is None:
-        log.warning(
-            "hepsonic: %s version %r publishes no %r parameter; using %s",
-            provenance.model,
-            provenance.version,
-            vertices.PEAK_FINDER_PARAMETER,
-            FALLBACK_PEAK_FINDER,
-        )
+        # Once per version: a reconstruction job asks for every event.
+        if (provenance.model, provenance.version) not in _WARNED:
+            _WARNED.add((provenance.model, provenance.version))
+            log.warning(
+                "hepsonic: %s version %r publishes no %r parameter; using %s",
+                provenance.model,
+                provenance.version,
+                vertices.PEAK_FINDER_PARAMETER,
+                FALLBACK_PEAK_FINDER,
+            )
         return FALLBACK_PEAK_FINDER
     return vertices.PeakFinder.from_json(text)
 

@@ -147,7 +147,8 @@ class OnnxRuntimeTransport(Transport):
         name, _, version = key.rpartition("/")
         if name == "sha256":
             return self._session(model, version)[2]
-        # What the exporter publishes in config.pbtxt, read from its source next to the model.
+        # What the exporter publishes in config.pbtxt, read from its source next to the model
+        # (hepsonic_models.export.VERSION_PARAMETERS_FILE).
         path = self.repository / model / version / "parameters.json"
         if not name or not version.isdigit() or not path.is_file():
             return None

@@ -372,9 +372,12 @@ def test_vertices_use_the_published_cuts_or_warn(caplog) -> None:
     np.testing.assert_allclose(found.z[0], [50.0, 120.0], atol=0.05)  # 0.4 keeps the 0.45-high bump
 
     silent = Client(transport=MockTransport(bumps, sha256="abc"), retry=FAST, validate_inputs=False)
-    found = hc.find_primary_vertices(silent, track_z, track_sigma)
-    np.testing.assert_allclose(found.z[0], [50.0], atol=0.05)  # the fallback's 0.5 does not
-    assert any("publishes no 'peak_finder'" in record.message for record in caplog.records)
+    hc._helpers._WARNED.clear()  # another test may have warned for this version already
+    for _ in range(3):
+        found = hc.find_primary_vertices(silent, track_z, track_sigma)
+        np.testing.assert_allclose(found.z[0], [50.0], atol=0.05)  # the fallback's 0.5 does not
+    # Warned once, not once per call (a reconstruction job asks for every event).
+    assert sum("publishes no 'peak_finder'" in record.message for record in caplog.records) == 1
     explicit = hc.find_primary_vertices(
         published, track_z, track_sigma, peak_finder=PeakFinder(threshold=0.7)
     )
