@@ -109,6 +109,21 @@ class TritonServer:
         """PID of the tritonserver process, when running."""
         return self._process.pid if self._process else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """tritonserver's exit status once it has exited (a signal as its negative number, -11 for a
+        segfault); None while it runs or before it started."""
+        return self._process.poll() if self._process is not None else None
+
+    def restart(self, *, timeout_s: float = 120.0) -> str:
+        """Stop whatever is left of this Triton and start it again on the same ports and repository.
+
+        Returns the last lines of the previous run's log (why it ended)."""
+        tail = self._log_tail()
+        self.stop()
+        self.start(timeout_s=timeout_s)
+        return tail
+
     def command(self, runtime: Path, backends: Path, dist: TritonDistribution) -> list[str]:
         """The tritonserver command line."""
         cfg = self.config

@@ -179,3 +179,32 @@ def test_killing_a_launcher_outright_leaves_nothing_running(
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_a_crashed_triton_restarts_on_the_same_ports(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int], tmp_path: Path
+) -> None:
+    """What the test session's stack relies on when Triton segfaults (tests/conftest.py)."""
+    from hepsonic_triton import TritonConfig, TritonServer  # noqa: PLC0415
+
+    config = TritonConfig(
+        repository=toy_repository((1,)),
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        threads=1,
+        workdir=tmp_path / "triton",
+    )
+    with TritonServer(config) as triton:
+        assert triton.exit_code is None
+        assert triton.pid is not None
+        os.kill(triton.pid, signal.SIGSEGV)
+        deadline = time.monotonic() + 30
+        while triton.exit_code is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert triton.exit_code is not None
+        tail = triton.restart()
+        assert "Signal (11)" in tail
+        assert triton.exit_code is None
+        assert triton.unready_models() == []
+        assert triton.grpc_url == f"127.0.0.1:{config.grpc_port}"
