@@ -20,6 +20,7 @@ import tritonclient.http as httpclient
 
 from hepsonic_client import Client, find_primary_vertices
 from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, PeakFinder
+from hepsonic_models.export import VERSION_PARAMETERS_FILE
 from hepsonic_triton import ModelEntry, TritonServer, load_repository
 
 from ..conftest import MODEL_REPOSITORY, Stack
@@ -165,7 +166,7 @@ def test_concurrent_requests_are_merged_by_the_dynamic_batcher(stack: Stack) -> 
 def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front: str) -> None:
     """The peak-finder cuts chosen for pv_finder v1 at build time reach a client from the server that answered,
     and find_primary_vertices applies them by default."""
-    published = json.loads((MODEL_REPOSITORY / "pv_finder" / "1" / "parameters.json").read_text())
+    published = json.loads((MODEL_REPOSITORY / "pv_finder" / "1" / VERSION_PARAMETERS_FILE).read_text())
     expected = PeakFinder.from_json(published[PEAK_FINDER_PARAMETER])
     url = {
         "triton-grpc": f"grpc://{stack.triton_grpc}",
