@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +79,9 @@ class TritonServer:
     start (explicit model control, so the gateway can later load and unload versions for rollouts).
     """
 
+    #: Its name in the supervisor's messages.
+    name = "Triton"
+
     def __init__(self, config: TritonConfig, *, log: IO[str] | None = None) -> None:
         self.config = config
         self.models: list[ModelEntry] = load_repository(config.repository)
@@ -115,13 +119,13 @@ class TritonServer:
         segfault); None while it runs or before it started."""
         return self._process.poll() if self._process is not None else None
 
-    def restart(self, *, timeout_s: float = 120.0) -> str:
+    def restart(self, *, timeout_s: float = 120.0, cancel: threading.Event | None = None) -> str:
         """Stop whatever is left of this Triton and start it again on the same ports and repository.
 
-        Returns the last lines of the previous run's log (why it ended)."""
+        Returns the last lines of the previous run's log (why it ended); see :meth:`start` for ``cancel``."""
         tail = self._log_tail()
         self.stop()
-        self.start(timeout_s=timeout_s)
+        self.start(timeout_s=timeout_s, cancel=cancel)
         return tail
 
     def command(self, runtime: Path, backends: Path, dist: TritonDistribution) -> list[str]:
@@ -151,8 +155,10 @@ class TritonServer:
             f"--log-verbose={cfg.log_verbose}",
         ]
 
-    def start(self, *, timeout_s: float = 120.0) -> Self:
-        """Start Triton and wait until it and every model version are ready."""
+    def start(self, *, timeout_s: float = 120.0, cancel: threading.Event | None = None) -> Self:
+        """Start Triton and wait until it and every model version are ready.
+
+        Setting ``cancel`` (a Ctrl-C while waiting) stops it and raises :class:`TritonStartError`."""
         cfg = self.config
         for port, what in (
             (cfg.http_port, "Triton HTTP"),
@@ -195,7 +201,7 @@ class TritonServer:
             preexec_fn=terminate_with_parent,  # noqa: PLW1509  (prctl only; no locks taken)
         )
         try:
-            self._wait_ready(timeout_s)
+            self._wait_ready(timeout_s, cancel)
         except BaseException:
             self.stop()
             raise
@@ -213,10 +219,12 @@ class TritonServer:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _wait_ready(self, timeout_s: float, cancel: threading.Event | None) -> None:
         deadline = time.monotonic() + timeout_s
         assert self._process is not None
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise TritonStartError("start cancelled")
             if self._process.poll() is not None:
                 raise TritonStartError(
                     f"tritonserver exited with code {self._process.returncode} before becoming ready:\n"

@@ -10,8 +10,9 @@ from pathlib import Path
 from ._errors import TritonError
 from ._server import TritonConfig, TritonServer
 from ._signals import shutdown_requested
+from ._supervise import RestartBudget, supervise
 
-__all__ = ["add_triton_arguments", "config_from_args", "main"]
+__all__ = ["add_restart_arguments", "add_triton_arguments", "budget_from_args", "config_from_args", "main"]
 
 
 def _env(name: str, default: str) -> str:
@@ -60,6 +61,30 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
+    """How often a component that exits on its own is restarted before the launcher gives up."""
+    group = parser.add_argument_group("restarts")
+    group.add_argument(
+        "--max-restarts",
+        type=int,
+        default=int(_env("MAX_RESTARTS", "3")),
+        help="restarts of a crashed component allowed within --restart-window; 0: stop at the first exit "
+        "(HEPSONIC_MAX_RESTARTS; default 3)",
+    )
+    group.add_argument(
+        "--restart-window",
+        type=float,
+        default=float(_env("RESTART_WINDOW_S", "600")),
+        metavar="SECONDS",
+        help="the window --max-restarts counts in (HEPSONIC_RESTART_WINDOW_S; default 600)",
+    )
+
+
+def budget_from_args(args: argparse.Namespace) -> RestartBudget:
+    """The :class:`RestartBudget` of parsed :func:`add_restart_arguments` options."""
+    return RestartBudget(max_restarts=args.max_restarts, window_s=args.restart_window)
+
+
 def config_from_args(args: argparse.Namespace) -> TritonConfig:
     """Build a :class:`TritonConfig` from parsed arguments."""
     return TritonConfig(
@@ -77,7 +102,8 @@ def config_from_args(args: argparse.Namespace) -> TritonConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start Triton, print ``hepsonic-triton ready`` once every model is READY, run until SIGINT/SIGTERM."""
+    """Start Triton, print ``hepsonic-triton ready`` once every model is READY, run until SIGINT/SIGTERM
+    (exit 0) or until Triton exits beyond its restart budget (exit 1); 2 when it cannot start."""
     parser = argparse.ArgumentParser(prog="hepsonic-triton", description=__doc__)
     add_triton_arguments(parser)
     # Short aliases so a client's fallback can spawn us with plain names.
@@ -94,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
+    add_restart_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        budget = budget_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         server = TritonServer(config_from_args(args), log=sys.stderr).start()
     except TritonError as exc:
@@ -106,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"hepsonic-triton ready http={server.http_url} grpc={server.grpc_url} metrics={server.metrics_url}",
                 flush=True,
             )
-            stop.wait()
+            status = supervise([server], stop, budget, say=_stderr)
     finally:
         server.stop()
-    return 0
+    return status
+
+
+def _stderr(message: str) -> None:
+    print(f"hepsonic-triton: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

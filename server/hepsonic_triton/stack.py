@@ -1,4 +1,6 @@
-"""``hepsonic-serve`` (= ``make serve``): Triton + gateway in the foreground; Ctrl-C stops everything it started."""
+"""``hepsonic-serve`` (= ``make serve``): Triton + gateway in the foreground; Ctrl-C stops everything it started.
+
+A component that exits on its own is restarted on the same ports, within a restart budget (``_supervise``)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,17 @@ from pathlib import Path
 from ._errors import TritonError, TritonStartError
 from ._server import TritonServer, check_port_free
 from ._signals import shutdown_requested, stop_process_group, terminate_with_parent
-from .cli import _env, add_triton_arguments, config_from_args
+from ._supervise import supervise
+from .cli import _env, add_restart_arguments, add_triton_arguments, budget_from_args, config_from_args
 
 __all__ = ["GatewayProcess", "main"]
 
 
 class GatewayProcess:
     """The gateway as a child process (its own interpreter: its event loop never competes with ours)."""
+
+    #: Its name in the supervisor's messages.
+    name = "the gateway"
 
     def __init__(
         self,
@@ -49,8 +55,25 @@ class GatewayProcess:
             self.env["HEPSONIC_ROUTING_FILE"] = str(routing_file)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout_s: float = 30.0) -> GatewayProcess:
-        """Start and wait for ``/v2/health/ready``."""
+    @property
+    def pid(self) -> int | None:
+        """PID of the gateway process, when running."""
+        return self.process.pid if self.process else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """Its exit status once it has exited (a signal as its negative number); None while it runs."""
+        return self.process.poll() if self.process is not None else None
+
+    def restart(self, *, cancel: threading.Event | None = None) -> str:
+        """Stop what is left of it and start it again; its log is the launcher's stderr, so returns ""."""
+        self.stop()
+        self.start(cancel=cancel)
+        return ""
+
+    def start(self, *, timeout_s: float = 30.0, cancel: threading.Event | None = None) -> GatewayProcess:
+        """Start and wait for ``/v2/health/ready``; setting ``cancel`` stops it and raises
+        :class:`TritonStartError`."""
         check_port_free(self.host, self.http_port, "gateway HTTP")
         check_port_free(self.host, self.grpc_port, "gateway gRPC")
         self.process = subprocess.Popen(
@@ -61,6 +84,9 @@ class GatewayProcess:
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise TritonStartError("start cancelled")
             if self.process.poll() is not None:
                 raise TritonStartError(f"the gateway exited with code {self.process.returncode}")
             with contextlib.suppress(OSError, urllib.error.URLError):
@@ -78,16 +104,9 @@ class GatewayProcess:
         stop_process_group(process, timeout_s=timeout_s)
 
 
-def _watch(processes: list[subprocess.Popen[bytes] | None], stop: threading.Event) -> None:
-    """Stop the stack if one of its processes dies on its own."""
-    while not stop.wait(0.5):
-        if any(p is not None and p.poll() is not None for p in processes):
-            print("hepsonic-serve: a component exited; stopping the stack", file=sys.stderr)
-            stop.set()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the embedded stack until Ctrl-C / SIGTERM."""
+    """Run the embedded stack until Ctrl-C / SIGTERM (exit 0), or until a component exits beyond its restart
+    budget (exit 1); 2 when it cannot start."""
     parser = argparse.ArgumentParser(prog="hepsonic-serve", description=__doc__)
     add_triton_arguments(parser)
     group = parser.add_argument_group("gateway")
@@ -109,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("HEPSONIC_ROUTING_FILE"),
         help="routing file (HEPSONIC_ROUTING_FILE); default: every model to the embedded Triton",
     )
+    add_restart_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        budget = budget_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     config = config_from_args(args)
     print(f"hepsonic-serve: starting Triton on {config.repository} ...", flush=True)
     started = time.monotonic()
@@ -137,25 +161,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with shutdown_requested() as stop:
-            _print_banner(triton, args, time.monotonic() - started)
-            watched = [gateway.process, triton._process]
-            threading.Thread(target=_watch, args=(watched, stop), daemon=True).start()
-            stop.wait()
+            _print_banner(triton, gateway, args, time.monotonic() - started)
+            status = supervise([triton, gateway], stop, budget, say=_stderr)
             print("hepsonic-serve: stopping ...", flush=True)
     finally:
         gateway.stop()
         triton.stop()
     print("hepsonic-serve: stopped (Triton, its python-backend stubs and the gateway)", flush=True)
-    return 0
+    return status
 
 
-def _print_banner(triton: TritonServer, args: argparse.Namespace, elapsed_s: float) -> None:
-    gateway = f"{args.host}:{args.http_port}"
+def _print_banner(
+    triton: TritonServer, gateway: GatewayProcess, args: argparse.Namespace, elapsed_s: float
+) -> None:
+    front = f"{args.host}:{args.http_port}"
     lines = [
         f"hepsonic is ready ({elapsed_s:.1f} s)",
-        f"  gateway  HTTP  http://{gateway}      (KServe v2; OpenAPI docs at /docs, metrics at /metrics)",
-        f"  gateway  gRPC  {args.host}:{args.grpc_port}",
-        f"  Triton   HTTP  http://{triton.http_url}   gRPC {triton.grpc_url}   metrics {triton.metrics_url}",
+        f"  gateway  HTTP  http://{front}      (KServe v2; OpenAPI docs at /docs, metrics at /metrics)",
+        f"  gateway  gRPC  {args.host}:{args.grpc_port}   (pid {gateway.pid})",
+        (
+            f"  Triton   HTTP  http://{triton.http_url}   gRPC {triton.grpc_url}   "
+            f"metrics {triton.metrics_url}   (pid {triton.pid})"
+        ),
         "  models:",
     ]
     width = max((len(entry.name) for entry in triton.models), default=0) + 2
@@ -165,6 +192,10 @@ def _print_banner(triton: TritonServer, args: argparse.Namespace, elapsed_s: flo
     ]
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
+
+
+def _stderr(message: str) -> None:
+    print(f"hepsonic-serve: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.integration
 
 
-def _serve(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+def _serve(repository: Path, ports: list[int], *extra: str) -> subprocess.Popen[bytes]:
     th, tg, tm, gh, gg = ports
     return subprocess.Popen(
         [
@@ -40,6 +42,7 @@ def _serve(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
             str(gg),
             "--threads",
             "1",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -131,7 +134,7 @@ def test_triton_cli_runs_until_sigterm(
         process.stdout.close()
 
 
-def _triton_cli(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+def _triton_cli(repository: Path, ports: list[int], *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -145,9 +148,10 @@ def _triton_cli(repository: Path, ports: list[int]) -> subprocess.Popen[bytes]:
             str(ports[1]),
             "--metrics-port",
             str(ports[2]),
+            *extra,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,  # Triton's log and the launcher's messages
     )
 
 
@@ -208,3 +212,96 @@ def test_a_crashed_triton_restarts_on_the_same_ports(
         assert triton.exit_code is None
         assert triton.unready_models() == []
         assert triton.grpc_url == f"127.0.0.1:{config.grpc_port}"
+
+
+def _banner_pid(banner: str, component: str) -> int:
+    match = re.search(rf"^  {component} .*\(pid (\d+)\)$", banner, flags=re.MULTILINE)
+    assert match, banner
+    return int(match.group(1))
+
+
+def _infer_toy(url: str) -> list[float]:
+    import tritonclient.http as httpclient  # noqa: PLC0415
+
+    with httpclient.InferenceServerClient(url) as client:
+        x = httpclient.InferInput("x", [1, 4], "FP32")
+        x.set_data_from_numpy(np.arange(4, dtype=np.float32).reshape(1, 4))
+        result = client.infer("toy", [x])
+        return [float(v) for v in result.as_numpy("y").ravel()]
+
+
+def test_serve_restarts_a_crashed_triton_and_serves_again(
+    toy_repository: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    """Triton segfaults now and then (upstream): the stack brings it back on the same ports by itself."""
+    ports = [free_port() for _ in range(5)]
+    process = _serve(toy_repository((1,)), ports)
+    descendants: list[psutil.Process] = []
+    try:
+        banner = _read_until(process, "Press Ctrl-C")
+        triton_pid = _banner_pid(banner, "Triton")
+        gateway = f"127.0.0.1:{ports[3]}"
+        assert _infer_toy(gateway) == [1.0, 2.0, 3.0, 4.0]
+        os.kill(triton_pid, signal.SIGSEGV)
+        output = _read_until(process, "Triton is serving again")
+        assert "Triton was killed by SIGSEGV; restarting it on the same ports (restart 1 of 3" in output
+        assert "Signal (11) received" in output  # the end of the crashed run's log
+        restarted = [p for p in psutil.Process(process.pid).children() if p.name() == "tritonserver"]
+        assert [p.pid for p in restarted] != [triton_pid]
+        assert len(restarted) == 1
+        # The gateway finds the new Triton behind the same address (its health check may need a moment).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert _infer_toy(gateway) == [1.0, 2.0, 3.0, 4.0]
+                break
+            except InferenceServerException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    _, alive = psutil.wait_procs(descendants, timeout=5)
+    assert alive == [], f"left running: {alive}"
+
+
+@pytest.mark.parametrize(
+    ("launch", "ready_marker", "prog"),
+    [(_triton_cli, "hepsonic-triton ready", "hepsonic-triton"), (_serve, "Press Ctrl-C", "hepsonic-serve")],
+    ids=["hepsonic-triton", "hepsonic-serve"],
+)
+def test_without_restarts_a_crash_stops_the_launcher_with_a_failure(
+    toy_repository: Callable[..., Path],
+    free_port: Callable[[], int],
+    launch: Callable[..., subprocess.Popen[bytes]],
+    ready_marker: str,
+    prog: str,
+) -> None:
+    """A launcher never waits on behind ports where nothing serves: it exits non-zero, leaving nothing."""
+    process = launch(toy_repository(), [free_port() for _ in range(5)], "--max-restarts", "0")
+    descendants: list[psutil.Process] = []
+    try:
+        assert ready_marker in _read_until(process, ready_marker)
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        triton = next(p for p in descendants if p.name() == "tritonserver")
+        triton.send_signal(signal.SIGKILL)
+        output = process.communicate(timeout=60)[0].decode()
+        assert process.returncode == 1, output
+        assert (
+            f"{prog}: Triton was killed by SIGKILL; 0 restart(s) in 600 s already used: stopping the stack"
+            in (output)
+        )
+        assert "Traceback" not in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=20)
+    assert alive == [], f"left running: {alive}"
