@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,19 @@ def _serve(repository: Path, ports: list[int], *extra: str) -> subprocess.Popen[
     )
 
 
+@contextlib.contextmanager
+def _reaped(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The launched process; killed at the end if the test left it running, and its pipe closed."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def _read_until(process: subprocess.Popen[bytes], marker: str, timeout_s: float = 60) -> str:
     """Collect output until ``marker`` appears (or the process exits / time runs out).
 
@@ -72,8 +86,7 @@ def _read_until(process: subprocess.Popen[bytes], marker: str, timeout_s: float 
 def test_serve_is_ready_then_stops_everything_on_ctrl_c(
     toy_repository: Callable[..., Path], free_port: Callable[[], int]
 ) -> None:
-    process = _serve(toy_repository((1, 2)), [free_port() for _ in range(5)])
-    try:
+    with _reaped(_serve(toy_repository((1, 2)), [free_port() for _ in range(5)])) as process:
         banner = _read_until(process, "Press Ctrl-C")
         assert "hepsonic is ready" in banner, banner
         assert re.search(r"^    toy +versions 1, 2$", banner, flags=re.MULTILINE), banner
@@ -84,12 +97,6 @@ def test_serve_is_ready_then_stops_everything_on_ctrl_c(
         assert len(descendants) >= 4  # Triton, two stubs, the gateway
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
     _, alive = psutil.wait_procs(descendants, timeout=5)
     assert alive == [], f"left running: {alive}"
     assert not list(Path("/dev/shm").glob(f"hepsonic_{process.pid}_*"))
@@ -121,17 +128,10 @@ def test_invalid_repository_is_a_clear_error(tmp_path: Path, free_port: Callable
 def test_triton_cli_runs_until_sigterm(
     toy_repository: Callable[..., Path], free_port: Callable[[], int]
 ) -> None:
-    process = _triton_cli(toy_repository(), [free_port() for _ in range(3)])
-    try:
+    with _reaped(_triton_cli(toy_repository(), [free_port() for _ in range(3)])) as process:
         assert "hepsonic-triton ready" in _read_until(process, "ready")
         process.terminate()
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def _triton_cli(repository: Path, ports: list[int], *extra: str) -> subprocess.Popen[bytes]:
@@ -168,8 +168,7 @@ def test_killing_a_launcher_outright_leaves_nothing_running(
     child: str,
 ) -> None:
     """SIGKILL gives the launcher no chance to clean up: its children must still go (parent-death signal)."""
-    process = launch(toy_repository(), [free_port() for _ in range(5)])
-    try:
+    with _reaped(launch(toy_repository(), [free_port() for _ in range(5)])) as process:
         assert ready_marker in _read_until(process, ready_marker)
         descendants = psutil.Process(process.pid).children(recursive=True)
         assert any(child in " ".join(p.cmdline()) for p in descendants)
@@ -177,12 +176,6 @@ def test_killing_a_launcher_outright_leaves_nothing_running(
         process.wait(timeout=10)
         _, alive = psutil.wait_procs(descendants, timeout=20)
         assert alive == [], f"orphaned: {alive}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def test_a_crashed_triton_restarts_on_the_same_ports(
@@ -235,9 +228,7 @@ def test_serve_restarts_a_crashed_triton_and_serves_again(
 ) -> None:
     """Triton segfaults now and then (upstream): the stack brings it back on the same ports by itself."""
     ports = [free_port() for _ in range(5)]
-    process = _serve(toy_repository((1,)), ports)
-    descendants: list[psutil.Process] = []
-    try:
+    with _reaped(_serve(toy_repository((1,)), ports)) as process:
         banner = _read_until(process, "Press Ctrl-C")
         triton_pid = _banner_pid(banner, "Triton")
         gateway = f"127.0.0.1:{ports[3]}"
@@ -262,12 +253,6 @@ def test_serve_restarts_a_crashed_triton_and_serves_again(
         descendants = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
     _, alive = psutil.wait_procs(descendants, timeout=5)
     assert alive == [], f"left running: {alive}"
 
@@ -285,9 +270,7 @@ def test_without_restarts_a_crash_stops_the_launcher_with_a_failure(
     prog: str,
 ) -> None:
     """A launcher never waits on behind ports where nothing serves: it exits non-zero, leaving nothing."""
-    process = launch(toy_repository(), [free_port() for _ in range(5)], "--max-restarts", "0")
-    descendants: list[psutil.Process] = []
-    try:
+    with _reaped(launch(toy_repository(), [free_port() for _ in range(5)], "--max-restarts", "0")) as process:
         assert ready_marker in _read_until(process, ready_marker)
         descendants = psutil.Process(process.pid).children(recursive=True)
         triton = next(p for p in descendants if p.name() == "tritonserver")
@@ -299,9 +282,5 @@ def test_without_restarts_a_crash_stops_the_launcher_with_a_failure(
             in (output)
         )
         assert "Traceback" not in output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     _, alive = psutil.wait_procs(descendants, timeout=20)
     assert alive == [], f"left running: {alive}"
