@@ -26,7 +26,7 @@ import numpy.typing as npt
 from hepsonic_client.physics.jets import build_tagger_inputs
 from hepsonic_client.physics.rings import RING_LAYERS, rings_from_grids
 from hepsonic_client.physics.showers import calo_gan_inputs
-from hepsonic_client.physics.vertices import build_kde
+from hepsonic_client.physics.vertices import build_kde, toy_tracks
 
 __all__ = ["MODEL_INPUTS", "RECO_EVENT_MIX", "EventMix", "PayloadPool", "make_payload", "payload_source"]
 
@@ -126,10 +126,7 @@ def _bunch_crossings(n: int, rng: np.random.Generator) -> Tensors:
     for _ in range(n):
         n_pv = max(1, int(rng.poisson(7.6)))
         vertex_z = rng.normal(100.0, 63.0, size=n_pv)
-        n_tracks = rng.integers(5, 61, size=n_pv)
-        track_vertex = np.repeat(vertex_z, n_tracks)
-        sigma = rng.uniform(0.03, 0.5, size=track_vertex.size)
-        kdes.append(build_kde(track_vertex + rng.normal(0.0, sigma), sigma))
+        kdes.append(build_kde(toy_tracks(vertex_z, rng.integers(5, 61, size=n_pv), rng)))
     return {"kde": np.stack(kdes)}
 
 

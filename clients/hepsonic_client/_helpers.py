@@ -157,21 +157,16 @@ def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertice
 
 def find_primary_vertices(
     client: SupportsInfer,
-    track_z: Sequence[npt.ArrayLike],
-    track_sigma_z: Sequence[npt.ArrayLike],
+    tracks: Sequence[vertices.Tracks],
     *,
     peak_finder: vertices.PeakFinder | None = None,
 ) -> PrimaryVertices:
-    """PV z positions (mm) per event from each event's tracks (z of closest approach and sigma_z, mm).
+    """PV z positions (mm) per event from each event's reconstructed tracks (:class:`~.vertices.Tracks`).
 
-    ``track_sigma_z`` as :func:`hepsonic_client.physics.vertices.track_sigma_z` gives it (resolution and beam
-    spot), as the served model was trained. Without ``peak_finder`` the cuts are the operating point that the
-    answering version publishes (:func:`served_peak_finder`).
+    Without ``peak_finder`` the cuts are the operating point that the answering version publishes
+    (:func:`served_peak_finder`).
     """
-    if len(track_z) != len(track_sigma_z):
-        msg = f"pv_finder: {len(track_z)} events of track_z but {len(track_sigma_z)} of track_sigma_z"
-        raise ValueError(msg)
-    kde = np.stack([vertices.build_kde(z, s) for z, s in zip(track_z, track_sigma_z, strict=True)])
+    kde = np.stack([vertices.build_kde(event) for event in tracks])
     result = client.infer("pv_finder", {"kde": kde})
     finder = peak_finder or served_peak_finder(client, result.provenance)
     prob = result["pv_prob"]

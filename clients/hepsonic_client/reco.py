@@ -41,6 +41,14 @@ __all__ = ["TASKS", "main", "run", "write_sample"]
 
 log = logging.getLogger("hepsonic_client.reco")
 
+#: Input branches of the tracks -> the fields of :class:`~.physics.vertices.Tracks`.
+_TRACK_BRANCHES = {
+    "trk_z": "z",
+    "trk_d0": "d0",
+    "trk_phi": "phi",
+    "trk_cot_theta": "cot_theta",
+    "trk_sigma_ip": "sigma_ip",
+}
 #: task -> the model it needs (the jet model may be switched with ``--jet-model``).
 TASKS = {"jets": "particlenet_lite", "electrons": "ringer", "vertices": "pv_finder", "showers": "calo_gan"}
 
@@ -54,8 +62,8 @@ def write_sample(path: Path, *, events: int = 100, seed: int = 1) -> Path:
     columns: dict[str, list[Any]] = {
         name: []
         for name in (
-            "pf_px", "pf_py", "pf_pz", "pf_e", "pf_jet", "el_rings", "el_et", "el_eta",
-            "trk_z", "trk_sigma_z", "sim_energy",
+            "pf_px", "pf_py", "pf_pz", "pf_e", "pf_jet", "el_rings", "el_et", "el_eta", *_TRACK_BRANCHES,
+            "sim_energy",
         )
     }  # fmt: skip
     for _ in range(events):
@@ -83,11 +91,9 @@ def write_sample(path: Path, *, events: int = 100, seed: int = 1) -> Path:
         columns["el_et"].append(et.astype(np.float32))
         columns["el_eta"].append(rng.uniform(-2.47, 2.47, n_el).astype(np.float32))
         vertices_z = rng.normal(100, 63, int(rng.poisson(7.6)) + 1)
-        tracks = rng.integers(5, 40, vertices_z.size)
-        sigma = rng.uniform(0.03, 0.4, int(tracks.sum()))
-        z = np.repeat(vertices_z, tracks) + rng.normal(0, sigma)
-        columns["trk_z"].append(z.astype(np.float32))
-        columns["trk_sigma_z"].append(sigma.astype(np.float32))
+        tracks = vertex_physics.toy_tracks(vertices_z, rng.integers(5, 40, vertices_z.size), rng)
+        for branch, name in _TRACK_BRANCHES.items():
+            columns[branch].append(getattr(tracks, name).astype(np.float32))
         columns["sim_energy"].append(rng.uniform(1, 100, int(rng.integers(0, 3))).astype(np.float32))
     path.parent.mkdir(parents=True, exist_ok=True)
     with uproot.recreate(path) as output:
@@ -139,7 +145,10 @@ class _Job:
                 for i in range(len(et))
             ]
         if "vertices" in self.batchers:
-            kde = vertex_physics.build_kde(np.asarray(event["trk_z"]), np.asarray(event["trk_sigma_z"]))
+            tracks = vertex_physics.Tracks(
+                **{name: np.asarray(event[b]) for b, name in _TRACK_BRANCHES.items()}
+            )
+            kde = vertex_physics.build_kde(tracks)
             futures["vertices"] = [self.batchers["vertices"].submit({"kde": kde})]
         if "showers" in self.batchers:
             energies = np.asarray(event["sim_energy"], np.float32)

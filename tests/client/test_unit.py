@@ -23,7 +23,7 @@ from hepsonic_client import (
     RetryPolicy,
     TensorMetadata,
 )
-from hepsonic_client.physics.vertices import PeakFinder
+from hepsonic_client.physics.vertices import PeakFinder, toy_tracks
 
 META = ModelMetadata(
     name="double",
@@ -361,24 +361,22 @@ def test_vertices_use_the_published_cuts_or_warn(caplog) -> None:
         prob = 0.6 * np.exp(-0.5 * ((z - 50.0) / 0.2) ** 2) + 0.45 * np.exp(-0.5 * ((z - 120.0) / 0.2) ** 2)
         return {"pv_prob": np.tile(prob.astype(np.float32), (len(request.inputs["kde"]), 1))}
 
-    track_z, track_sigma = [np.array([50.0, 120.0])], [np.array([0.1, 0.1])]
+    tracks = [toy_tracks([50.0, 120.0], [3, 3], np.random.default_rng(0))]
 
     class Publishing(MockTransport):
         def config_parameter(self, model: str, key: str, *, timeout: float | None) -> str | None:
             return '{"threshold": 0.4}' if key == "peak_finder/1" else None
 
     published = Client(transport=Publishing(bumps, sha256="abc"), retry=FAST, validate_inputs=False)
-    found = hc.find_primary_vertices(published, track_z, track_sigma)
+    found = hc.find_primary_vertices(published, tracks)
     np.testing.assert_allclose(found.z[0], [50.0, 120.0], atol=0.05)  # 0.4 keeps the 0.45-high bump
 
     silent = Client(transport=MockTransport(bumps, sha256="abc"), retry=FAST, validate_inputs=False)
     hc._helpers._WARNED.clear()  # another test may have warned for this version already
     for _ in range(3):
-        found = hc.find_primary_vertices(silent, track_z, track_sigma)
+        found = hc.find_primary_vertices(silent, tracks)
         np.testing.assert_allclose(found.z[0], [50.0], atol=0.05)  # the fallback's 0.5 does not
     # Warned once, not once per call (a reconstruction job asks for every event).
     assert sum("publishes no 'peak_finder'" in record.message for record in caplog.records) == 1
-    explicit = hc.find_primary_vertices(
-        published, track_z, track_sigma, peak_finder=PeakFinder(threshold=0.7)
-    )
+    explicit = hc.find_primary_vertices(published, tracks, peak_finder=PeakFinder(threshold=0.7))
     assert explicit.z[0].size == 0

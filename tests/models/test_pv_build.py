@@ -11,7 +11,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from hepsonic_client.physics.vertices import N_BINS, PEAK_FINDER_PARAMETER, PeakFinder, build_kde
+from hepsonic_client.physics.vertices import N_BINS, PEAK_FINDER_PARAMETER, PeakFinder, build_kde, toy_tracks
 from hepsonic_models.context import BuildContext
 from hepsonic_models.export import export_version, sha256_file
 from hepsonic_models.pv import GeneratorSettings, PVUNet, build, generate_collisions
@@ -56,7 +56,7 @@ def test_smoke_build_exports_a_servable_model(smoke_build: BuildContext) -> None
 
     # The served graph takes a KDE from the client library and returns probabilities.
     rng = np.random.default_rng(0)
-    kde = np.stack([build_kde(rng.normal(100, 50, 300), rng.uniform(0.05, 2, 300)) for _ in range(3)])
+    kde = np.stack([build_kde(toy_tracks(rng.normal(100, 50, 10), np.full(10, 30), rng)) for _ in range(3)])
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (prob,) = session.run(["pv_prob"], {"kde": kde})
     assert prob.shape == (3, N_BINS)
@@ -100,11 +100,11 @@ def test_onnx_matches_pytorch(tmp_path: Path) -> None:
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     rng = np.random.default_rng(1)
-    kde = np.stack([build_kde(rng.normal(100, 60, 400), rng.uniform(0.02, 3, 400)) for _ in range(4)])
+    kde = np.stack([build_kde(toy_tracks(rng.normal(100, 60, 10), np.full(10, 40), rng)) for _ in range(4)])
     info = export_version(SPECS["pv_finder"], model, 1, tmp_path, {"kde": kde}, atol=1e-5)
     assert info.max_abs_diff <= 1e-5
     session = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
-    other = np.stack([build_kde(rng.normal(100, 60, 50), rng.uniform(0.02, 3, 50)) for _ in range(5)])
+    other = np.stack([build_kde(toy_tracks(rng.normal(100, 60, 5), np.full(5, 10), rng)) for _ in range(5)])
     (onnx_out,) = session.run(["pv_prob"], {"kde": other})
     with torch.no_grad():
         torch_out = model.eval()(torch.from_numpy(other)).numpy()

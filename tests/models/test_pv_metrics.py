@@ -98,28 +98,26 @@ def _collisions(n_collisions: int, tracks: int, pt: float, eta: float) -> Collis
     return CollisionSample(px.astype(np.float32), py.astype(np.float32), pz.astype(np.float32), offsets)
 
 
-@pytest.mark.parametrize("with_beam_spot", [True, False])
-def test_reconstructed_tracks_follow_the_resolution_model(with_beam_spot: bool) -> None:
-    settings = GeneratorSettings(sigma_z_with_beam_spot=with_beam_spot)
+def test_reconstructed_tracks_follow_the_resolution_model() -> None:
+    settings = GeneratorSettings()
     collisions = _collisions(2000, 10, pt=0.5, eta=3.0)
     rng = np.random.default_rng(1)
     # Vertices spread over the beam spot, as in the crossings.
     pv_x, pv_y = rng.normal(0, settings.beam_xy_sigma_mm, (2, 2000))
-    pv_of_track, track_z, sigma_z = reconstruct_tracks(
-        settings, collisions, pv_x, pv_y, np.full(2000, 50.0), rng
-    )
-    resolution = (0.012 + 0.023 / 0.5) * np.cosh(3.0)  # sigma_IP / sin(theta), 1/sin(theta) = cosh(eta)
+    pv_of_track, tracks = reconstruct_tracks(settings, collisions, pv_x, pv_y, np.full(2000, 50.0), rng)
+    sigma_ip = 0.012 + 0.023 / 0.5
+    resolution = sigma_ip * np.cosh(3.0)  # sigma_IP / sin(theta), 1/sin(theta) = cosh(eta)
     beam_spot = 0.055 * np.sinh(3.0)  # sigma_xy / tan(theta)
-    expected_sigma = np.hypot(resolution, beam_spot) if with_beam_spot else resolution
-    np.testing.assert_allclose(sigma_z, expected_sigma, rtol=1e-4)
+    np.testing.assert_allclose(tracks.sigma_ip, sigma_ip, rtol=1e-6)
+    np.testing.assert_allclose(tracks.sigma_z(), np.hypot(resolution, beam_spot), rtol=1e-4)
     assert 0.96 < pv_of_track.size / 20_000 < 0.98  # 97% track efficiency
-    pull = (track_z - 50.0) / sigma_z
+    pull = (tracks.z - 50.0) / tracks.sigma_z()
     assert abs(pull.mean()) < 0.05
     # With the beam-spot term, sigma_z is the tracks' true spread about their vertex; without, an underestimate.
-    if with_beam_spot:
-        assert 0.95 < pull.std() < 1.05
-    else:
-        assert pull.std() > 1.3
+    assert 0.95 < pull.std() < 1.05
+    assert ((tracks.z - 50.0) / tracks.sigma_z(0.0)).std() > 1.3
+    # Across the track, d0 is the vertex's distance from the beam line (55 um spread) plus sigma_IP.
+    assert tracks.d0.std() == pytest.approx(np.hypot(0.055, sigma_ip), rel=0.05)
 
 
 def test_ideal_vertex_efficiency_tracks_the_resolution() -> None:

@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from hepsonic_client import Client, find_primary_vertices
-from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, PeakFinder
+from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, PeakFinder, toy_tracks
 from hepsonic_models.export import VERSION_PARAMETERS_FILE
 from hepsonic_triton import ModelEntry, TritonServer, load_repository
 
@@ -173,16 +173,15 @@ def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front:
         "gateway-http": f"http://{stack.gateway_http}",
         "gateway-grpc": f"grpc://{stack.gateway_grpc}",
     }[front]
-    # Three vertices near the beam spot's centre, 30 tracks each with sigma_z from 0.05 to 0.5 mm.
+    # Two crossings of three vertices near the beam spot's centre, 30 tracks each.
     rng = np.random.default_rng(3)
-    track_sigma = [rng.uniform(0.05, 0.5, 90) for _ in range(2)]
-    track_z = [np.repeat([80.0, 100.0, 130.0], 30) + rng.normal(0, 1, 90) * s for s in track_sigma]
+    tracks = [toy_tracks([80.0, 100.0, 130.0], [30, 30, 30], rng) for _ in range(2)]
     with Client(url) as client:
         assert (
             client.model_parameter("pv_finder", PEAK_FINDER_PARAMETER, 1) == published[PEAK_FINDER_PARAMETER]
         )
         assert client.model_parameter("pv_finder", "no_such_parameter", 1) is None
-        found = find_primary_vertices(client, track_z, track_sigma)
+        found = find_primary_vertices(client, tracks)
     assert found.provenance.version == "1"
     for prob, z in zip(found.pv_prob, found.z, strict=True):
         np.testing.assert_array_equal(z, expected(prob))

@@ -19,7 +19,7 @@ from ..context import BuildContext
 from ..export import ExportInfo, export_version, publish_parameters, run_served, write_model_card
 from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
-from ._config import FULL, SMOKE, PVBuildConfig
+from ._config import BASELINE_CHANNEL, FULL, SMOKE, PVBuildConfig
 from ._evaluate import choose_finder, evaluate, scan_curve
 from ._generator import (
     CrossingSample,
@@ -152,7 +152,7 @@ def report(name: str, ctx: BuildContext) -> Path:
     # Peak-finder cuts for both methods are chosen on the validation sample only.
     val_prob = _served_prob(onnx_path, samples["val"].kde, threads)
     nn_choice = choose_finder(val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS)
-    val_kde = np.ascontiguousarray(samples["val"].kde[:, 0])
+    val_kde = np.ascontiguousarray(samples["val"].kde[:, BASELINE_CHANNEL])
     kde_choice = choose_finder(val_kde, truths["val"], KDE_THRESHOLDS, KDE_INTEGRALS, MIN_WIDTHS)
     # Served with the model, so a client's default cuts are always this version's.
     publish_parameters(
@@ -160,7 +160,7 @@ def report(name: str, ctx: BuildContext) -> Path:
     )
 
     test_prob = _served_prob(onnx_path, samples["test"].kde, threads)
-    test_kde = np.ascontiguousarray(samples["test"].kde[:, 0])
+    test_kde = np.ascontiguousarray(samples["test"].kde[:, BASELINE_CHANNEL])
     scores = {
         "nn": MethodScore(
             choice=nn_choice,

@@ -6,10 +6,10 @@ Two steps, both deterministic for a seed and cached as HDF5 in the work director
    final-state particles in the acceptance (2 < eta < 5, p > 0.1 GeV). Chunks of collisions run in parallel
    processes; every chunk has its own Pythia seed, so the result does not depend on the number of processes.
 2. :func:`simulate_crossings`: N_PV ~ Poisson(mean) collisions per crossing, each moved to a vertex drawn from
-   the beam spot; a few % of tracks lost; each track's z of closest approach to the beam line smeared with
-   sigma_IP / sin(theta), sigma_IP = a + b / pT, and given the sigma_z of
-   :func:`hepsonic_client.physics.vertices.track_sigma_z` (that resolution and the beam spot's transverse size);
-   then the KDE of :func:`hepsonic_client.physics.vertices.build_kde`.
+   the beam spot; a few % of tracks lost; each track, a straight line, measured at its closest approach to
+   the beam line (:class:`hepsonic_client.physics.vertices.Tracks`), sigma_IP = a + b / pT across the track in
+   the transverse plane (d0) and sigma_IP / sin(theta) along the beam (z); then the KDE of
+   :func:`hepsonic_client.physics.vertices.build_kde`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,12 +27,14 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from hepsonic_client.physics.vertices import (
+    BEAM_XY_SIGMA_MM,
     KDE_DEFINITION,
     N_BINS,
     Z_MAX_MM,
     Z_MIN_MM,
+    Tracks,
     build_kde,
-    track_sigma_z,
+    measure_tracks,
 )
 
 from .._parallel import map_ordered
@@ -62,7 +64,7 @@ class GeneratorSettings:
     #: Beam spot in histogram coordinates (mm).
     beam_z_mean_mm: float = 100.0
     beam_z_sigma_mm: float = 63.0
-    beam_xy_sigma_mm: float = 0.055
+    beam_xy_sigma_mm: float = BEAM_XY_SIGMA_MM
     eta_min: float = 2.0
     eta_max: float = 5.0
     p_min_gev: float = 0.1
@@ -70,9 +72,6 @@ class GeneratorSettings:
     ip_constant_mm: float = 0.012
     ip_over_pt_mm_gev: float = 0.023
     track_efficiency: float = 0.97
-    #: Whether each track's sigma_z includes the beam spot's transverse size (see
-    #: :func:`hepsonic_client.physics.vertices.track_sigma_z`), as it should; False gives sigma_IP / sin(theta).
-    sigma_z_with_beam_spot: bool = True
 
     def key(self) -> str:
         """Short stable hash of the settings (part of cache file names)."""
@@ -114,8 +113,13 @@ class CrossingSample:
     pv_z: npt.NDArray[np.float64]  # true vertex z (mm, histogram coordinates), all crossings concatenated
     pv_ntracks: npt.NDArray[np.int64]  # reconstructed tracks of each true vertex
     pv_offsets: npt.NDArray[np.int64]  # vertices of crossing i are [pv_offsets[i], pv_offsets[i+1])
-    track_z: npt.NDArray[np.float32]  # reconstructed z of closest approach (mm)
-    track_sigma_z: npt.NDArray[np.float32]
+    #: Reconstructed tracks (the fields of :class:`Tracks`), all crossings concatenated.
+    track_z: npt.NDArray[np.float32]
+    track_d0: npt.NDArray[np.float32]
+    track_phi: npt.NDArray[np.float32]
+    track_cot_theta: npt.NDArray[np.float32]
+    track_sigma_ip: npt.NDArray[np.float32]
+    #: Tracks of crossing i are [track_offsets[i], track_offsets[i+1]).
     track_offsets: npt.NDArray[np.int64]
     #: Wall time the generation (Pythia included) took when the sample was made (also when read back from the
     #: cache).
@@ -124,6 +128,17 @@ class CrossingSample:
     @property
     def n_crossings(self) -> int:
         return int(self.kde.shape[0])
+
+    def tracks(self, crossing: int) -> Tracks:
+        """The reconstructed tracks of one crossing."""
+        lo, hi = self.track_offsets[crossing], self.track_offsets[crossing + 1]
+        return Tracks(
+            self.track_z[lo:hi],
+            self.track_d0[lo:hi],
+            self.track_phi[lo:hi],
+            self.track_cot_theta[lo:hi],
+            self.track_sigma_ip[lo:hi],
+        )
 
     def vertices(self, crossing: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """True vertex z and track counts of one crossing."""
@@ -258,11 +273,12 @@ def reconstruct_tracks(
     pv_y: npt.NDArray[np.float64],
     pv_z: npt.NDArray[np.float64],
     rng: np.random.Generator,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+) -> tuple[npt.NDArray[np.int64], Tracks]:
     """Detector response: collision i placed at (pv_x[i], pv_y[i], pv_z[i]) -> reconstructed tracks.
 
-    Returns, per reconstructed track, the index of its collision, its measured z of closest approach to the
-    beam line and its sigma_z (mm; see ``settings.sigma_z_with_beam_spot``).
+    Returns the index of each reconstructed track's collision, and the tracks: straight lines from their
+    vertex, measured at their closest approach to the beam line with sigma_IP across the track (d0) and
+    sigma_IP / sin(theta) along the beam (z). Directions are exact (angles are measured far better).
     """
     pv_of_track = np.repeat(np.arange(collisions.n_collisions), np.diff(collisions.offsets))
     found = rng.random(pv_of_track.size) < settings.track_efficiency
@@ -270,17 +286,9 @@ def reconstruct_tracks(
     py = collisions.py[found].astype(np.float64)
     pz = collisions.pz[found].astype(np.float64)
     pv_of_track = pv_of_track[found]
-    pt = np.hypot(px, py)
-    sin_theta = pt / np.sqrt(pt**2 + pz**2)
-    # The z of closest approach to the beam line (x = y = 0), exact for a straight track: a vertex off the
-    # beam line shifts it by r0 cos(dphi) / tan(theta).
-    tx, ty = px / pz, py / pz
-    x0, y0, z0 = pv_x[pv_of_track], pv_y[pv_of_track], pv_z[pv_of_track]
-    z_poca = z0 - (x0 * tx + y0 * ty) / (tx**2 + ty**2)
-    sigma_ip = settings.ip_constant_mm + settings.ip_over_pt_mm_gev / pt
-    track_z = z_poca + rng.normal(0.0, 1.0, pt.size) * sigma_ip / sin_theta
-    beam_xy_sigma = settings.beam_xy_sigma_mm if settings.sigma_z_with_beam_spot else 0.0
-    return pv_of_track, track_z, track_sigma_z(sigma_ip, sin_theta, beam_xy_sigma)
+    sigma_ip = settings.ip_constant_mm + settings.ip_over_pt_mm_gev / np.hypot(px, py)
+    vertex = (pv_x[pv_of_track], pv_y[pv_of_track], pv_z[pv_of_track])
+    return pv_of_track, measure_tracks(vertex, (px, py, pz), sigma_ip, rng)
 
 
 class VertexCeiling(NamedTuple):
@@ -320,10 +328,10 @@ def ideal_vertex_efficiency(
     pv_y = rng.normal(0.0, settings.beam_xy_sigma_mm, n)
     if transverse_known:  # the same draws (so the same smearing below), with the beam-spot shift removed
         pv_x, pv_y = np.zeros(n), np.zeros(n)
-        settings = replace(settings, sigma_z_with_beam_spot=False)
     pv_z = np.zeros(n)
-    pv_of_track, track_z, sigma_z = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
-    weight = 1.0 / sigma_z**2
+    pv_of_track, tracks = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
+    track_z = tracks.z
+    weight = 1.0 / tracks.sigma_z(0.0 if transverse_known else settings.beam_xy_sigma_mm) ** 2
     total = np.bincount(pv_of_track, weights=weight, minlength=n)
     mean = np.bincount(pv_of_track, weights=weight * track_z, minlength=n) / np.where(total > 0, total, 1.0)
     counted = np.bincount(pv_of_track, minlength=n) >= min_tracks
@@ -338,8 +346,8 @@ def ideal_vertex_efficiency(
     return VertexCeiling(float(np.mean(error < max_dz)), float(np.median(error)), found / error.size)
 
 
-def _kde_task(args: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-    return build_kde(args[0], args[1])
+def _kde_task(tracks: Tracks) -> npt.NDArray[np.float32]:
+    return build_kde(tracks)
 
 
 def simulate_crossings(
@@ -380,17 +388,16 @@ def simulate_crossings(
     pv_x = rng.normal(0.0, settings.beam_xy_sigma_mm, n_total)
     pv_y = rng.normal(0.0, settings.beam_xy_sigma_mm, n_total)
 
-    pv_of_track, track_z, sigma_z = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
+    pv_of_track, tracks = reconstruct_tracks(settings, collisions, pv_x, pv_y, pv_z, rng)
     pv_ntracks = np.bincount(pv_of_track, minlength=n_total).astype(np.int64)
 
     crossing_of_track = np.searchsorted(pv_offsets, pv_of_track, side="right") - 1
     track_counts = np.bincount(crossing_of_track, minlength=n_crossings)
     track_offsets = np.concatenate(([0], np.cumsum(track_counts))).astype(np.int64)
+    # Stored (and so served to the KDE) in float32, as a reconstruction job's event files hold them.
+    stored = {f"track_{name}": getattr(tracks, name).astype(np.float32) for name in Tracks.FIELDS}
     tasks = [
-        (
-            track_z[track_offsets[i] : track_offsets[i + 1]].astype(np.float32),
-            sigma_z[track_offsets[i] : track_offsets[i + 1]].astype(np.float32),
-        )
+        Tracks(*(stored[f"track_{name}"][track_offsets[i] : track_offsets[i + 1]] for name in Tracks.FIELDS))
         for i in range(n_crossings)
     ]
     kde = np.empty((n_crossings, 2, N_BINS), dtype=np.float32)
@@ -405,8 +412,7 @@ def simulate_crossings(
         pv_z=pv_z,
         pv_ntracks=pv_ntracks,
         pv_offsets=pv_offsets,
-        track_z=track_z.astype(np.float32),
-        track_sigma_z=sigma_z.astype(np.float32),
+        **stored,
         track_offsets=track_offsets,
         generation_s=time.perf_counter() - start,
     )
