@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -132,13 +132,7 @@ class CrossingSample:
     def tracks(self, crossing: int) -> Tracks:
         """The reconstructed tracks of one crossing."""
         lo, hi = self.track_offsets[crossing], self.track_offsets[crossing + 1]
-        return Tracks(
-            self.track_z[lo:hi],
-            self.track_d0[lo:hi],
-            self.track_phi[lo:hi],
-            self.track_cot_theta[lo:hi],
-            self.track_sigma_ip[lo:hi],
-        )
+        return Tracks(*(getattr(self, f"track_{name}")[lo:hi] for name in Tracks.FIELDS))
 
     def vertices(self, crossing: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """True vertex z and track counts of one crossing."""
@@ -394,28 +388,23 @@ def simulate_crossings(
     crossing_of_track = np.searchsorted(pv_offsets, pv_of_track, side="right") - 1
     track_counts = np.bincount(crossing_of_track, minlength=n_crossings)
     track_offsets = np.concatenate(([0], np.cumsum(track_counts))).astype(np.int64)
-    # Stored (and so served to the KDE) in float32, as a reconstruction job's event files hold them.
-    stored = {f"track_{name}": getattr(tracks, name).astype(np.float32) for name in Tracks.FIELDS}
-    tasks = [
-        Tracks(*(stored[f"track_{name}"][track_offsets[i] : track_offsets[i + 1]] for name in Tracks.FIELDS))
-        for i in range(n_crossings)
-    ]
-    kde = np.empty((n_crossings, 2, N_BINS), dtype=np.float32)
-    with tqdm(total=n_crossings, desc=f"{desc}: KDE", unit="xing", leave=False) as bar:
-        # Small samples are not worth starting workers for.
-        workers = jobs if n_crossings > 64 else 1
-        for i, row in enumerate(map_ordered(_kde_task, tasks, jobs=workers, chunksize=32)):
-            kde[i] = row
-            bar.update()
     sample = CrossingSample(
-        kde=kde,
+        kde=np.empty((n_crossings, 2, N_BINS), dtype=np.float32),
         pv_z=pv_z,
         pv_ntracks=pv_ntracks,
         pv_offsets=pv_offsets,
-        **stored,
+        # Stored, and so given to the KDE, in float32, as a reconstruction job's event files hold them.
+        **{f"track_{name}": getattr(tracks, name).astype(np.float32) for name in Tracks.FIELDS},
         track_offsets=track_offsets,
-        generation_s=time.perf_counter() - start,
     )
+    with tqdm(total=n_crossings, desc=f"{desc}: KDE", unit="xing", leave=False) as bar:
+        # Small samples are not worth starting workers for.
+        workers = jobs if n_crossings > 64 else 1
+        tasks = [sample.tracks(i) for i in range(n_crossings)]
+        for i, row in enumerate(map_ordered(_kde_task, tasks, jobs=workers, chunksize=32)):
+            sample.kde[i] = row
+            bar.update()
+    sample = replace(sample, generation_s=time.perf_counter() - start)
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
         for field in fields(sample):
