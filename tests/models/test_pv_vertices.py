@@ -210,10 +210,9 @@ def test_kde_of_a_vertex_is_found_by_the_peak_finder() -> None:
     rng = np.random.default_rng(11)
     vertices = [30.0, 75.5, 140.2]
     kde = build_kde(toy_tracks(vertices, [40, 40, 40], rng))
-    for channel, threshold in ((kde[0], 3.0), (kde[1], 1.0)):
-        np.testing.assert_allclose(
-            find_vertices(channel, threshold=threshold, min_width=2), vertices, atol=0.3
-        )
+    for channel, threshold in ((kde[0], 3.0), (kde[1], 2.0)):
+        found = find_vertices(channel, threshold=threshold, integral_threshold=3.0, min_width=2)
+        np.testing.assert_allclose(found, vertices, atol=0.4)
 
 
 def test_track_sigma_z_adds_the_beam_spot_for_forward_tracks() -> None:
