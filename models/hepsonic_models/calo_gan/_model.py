@@ -2,13 +2,18 @@
 
 The generator factorises a shower into three layer energies and three normalised cell patterns:
 ``cells = E_layer x relu(pattern) / Σ relu(pattern)``. That keeps every output ≥ 0, allows exactly empty cells
-(sparsity), and lets the energy-conservation term act directly on the layer energies. Cells under a per-layer
+(sparsity), and lets the energy-conservation term act directly on the layer energies. Each cell's pattern logit
+gets its own noise (a fixed function of z, scaled per cell from the shower's hidden state), so cells at a
+shower's edge switch on and off independently, as the parametrisation's spots do: that couples occupancy to
+the lateral spread as in the reference (classifier AUC 0.851 instead of 0.883). Cells under a per-layer
 floor (``cell_floor``, set from the training showers once training is over) are emptied, a zero suppression: the
 parametrisation deposits energy in spots, so a hit cell never holds a sliver of a spot, while the generator
 sprinkles such slivers over the outer strips of layer 0 and widens its showers there.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -48,6 +53,18 @@ class CaloGanGenerator(nn.Module):
         with torch.no_grad():
             self.log_fractions.weight.mul_(0.1)
             self.log_fractions.bias.copy_(torch.log(torch.tensor([0.25, 0.74, 0.01])))
+        # Per-cell noise, a fixed function of z: cos of fixed random projections of z, |w| = 5 so that each is
+        # close to independent of the others (the served model stays a deterministic function of its inputs).
+        projection = torch.randn(LATENT_DIM, sum(_CELLS), generator=torch.Generator().manual_seed(12345))
+        self.noise_projection: torch.Tensor
+        self.register_buffer("noise_projection", projection / projection.norm(dim=0, keepdim=True) * 5.0)
+        #: Per-cell noise amplitudes, from the shower's hidden state; they start small.
+        scales = [nn.Linear(hidden, cells) for cells in _CELLS]
+        with torch.no_grad():
+            for scale in scales:
+                scale.weight.mul_(0.1)
+                scale.bias.fill_(-2.0)
+        self.noise_scales = nn.ModuleList(scales)
 
     def forward(
         self, z: torch.Tensor, energy: torch.Tensor
@@ -56,9 +73,14 @@ class CaloGanGenerator(nn.Module):
         # Layer energies relative to the incident energy, bounded to (0, e^1) of it: a wild latent cannot
         # produce an unphysical shower.
         layer_energy = energy * torch.exp(torch.clamp(self.log_fractions(hidden), -12.0, 1.0))
+        noise = math.sqrt(2.0) * torch.cos(z @ self.noise_projection)
         outputs = []
+        start = 0
         for index, (spec, head) in enumerate(zip(CALOGAN_LAYERS, self.patterns, strict=True)):
-            pattern = torch.relu(head(hidden))
+            cell_noise = noise[:, start : start + spec.rows * spec.columns]
+            start += spec.rows * spec.columns
+            scale = nn.functional.softplus(self.noise_scales[index](hidden))
+            pattern = torch.relu(head(hidden) + scale * cell_noise)
             pattern = pattern / (pattern.sum(dim=1, keepdim=True) + 1e-6)
             cells = pattern * layer_energy[:, index : index + 1]
             cells = torch.where(cells >= self.cell_floor[index], cells, torch.zeros_like(cells))

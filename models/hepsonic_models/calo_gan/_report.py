@@ -142,6 +142,8 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   core + tail radial profile, 40 depth slices, Gamma-distributed sampling fluctuations 11%/sqrt(E), energy spots of
   50 MeV); cells in GeV, seed {ctx.seed}. Test samples: independent seeds {ctx.seed + 1}-{ctx.seed + 4}.
 - **Net:** MLP trunk (65 → {h} → {h} → {h}, LeakyReLU) with per-layer pattern heads and a layer-energy head;
+  each cell's pattern logit gets its own noise, sqrt(2) cos(z·w_cell) with fixed random w_cell (|w| = 5), scaled
+  per cell by softplus of a head on the trunk (so the served model stays a deterministic function of z);
   cells = E_layer x relu(pattern)/Σ relu(pattern), cells under a per-layer floor emptied{_floor_text(training)}.
   Critic: MLP ({settings.critic_hidden} wide) on normalised patterns + log layer fractions + log E{critic_shapes}.
 - **Loss:** WGAN-GP (λ_GP = {settings.gradient_penalty}, {settings.critic_steps} critic steps per generator step,
