@@ -65,16 +65,16 @@ def test_kde_integrates_to_track_count_and_peaks_at_the_track() -> None:
 
 
 def test_the_3d_channel_undoes_a_vertex_off_the_beam_line() -> None:
-    """Forward tracks from a vertex 0.12 mm off the beam line: their z of closest approach to the beam line
+    """Forward tracks from a vertex 0.165 mm off the beam line: their z of closest approach to the beam line
     spreads over millimetres (channel 0), while the 3D channel finds where they meet, as sharp as their own
-    resolution allows and at the vertex's z. (The vertex sits on a point of the channel's 55 um grid;
-    between grid points the peak moves by up to ~0.2 mm for tracks this forward.)"""
+    resolution allows and at the vertex's z. (The vertex sits on a point of the channel's grid, at 3 beam-spot
+    sigma; between grid points the peak moves by up to ~0.2 mm for tracks this forward.)"""
     rng = np.random.default_rng(5)
     n = 40
     pt = np.full(n, 2.0)
     phi = rng.uniform(-np.pi, np.pi, n)
     pz = pt * np.sinh(rng.uniform(3.0, 4.5, n))
-    vertex = (np.full(n, 0.11), np.full(n, -0.055), np.full(n, 50.0))
+    vertex = (np.full(n, 0.165), np.zeros(n), np.full(n, 50.0))
     tracks = measure_tracks(vertex, (pt * np.cos(phi), pt * np.sin(phi), pz), np.full(n, 0.005), rng)
     kde = build_kde(tracks)
     centers = bin_centers()
