@@ -80,9 +80,13 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def budget_from_args(args: argparse.Namespace) -> RestartBudget:
-    """The :class:`RestartBudget` of parsed :func:`add_restart_arguments` options."""
-    return RestartBudget(max_restarts=args.max_restarts, window_s=args.restart_window)
+def budget_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RestartBudget:
+    """The :class:`RestartBudget` of parsed :func:`add_restart_arguments` options; a nonsense budget is a
+    usage error of ``parser`` (exit 2 with the reason)."""
+    try:
+        return RestartBudget(max_restarts=args.max_restarts, window_s=args.restart_window)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def config_from_args(args: argparse.Namespace) -> TritonConfig:
@@ -122,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_restart_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        budget = budget_from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    budget = budget_from_args(parser, args)
     try:
         server = TritonServer(config_from_args(args), log=sys.stderr).start()
     except TritonError as exc:

@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_restart_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        budget = budget_from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    budget = budget_from_args(parser, args)
     config = config_from_args(args)
     print(f"hepsonic-serve: starting Triton on {config.repository} ...", flush=True)
     started = time.monotonic()
