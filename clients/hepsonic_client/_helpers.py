@@ -27,12 +27,14 @@ __all__ = [
     "SupportsInfer",
     "find_primary_vertices",
     "score_electrons",
+    "served_mass_decorrelated_cut",
     "served_peak_finder",
     "simulate_showers",
     "tag_jets",
 ]
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 log = logging.getLogger("hepsonic_client")
 
@@ -59,10 +61,12 @@ class ElectronScores:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JetTags:
-    """Jet-tagger output per jet: P(top) and P(QCD)."""
+    """Jet-tagger output per jet: P(top) and P(QCD), and the jet mass a mass-decorrelated cut needs."""
 
     p_top: F32
     p_qcd: F32
+    #: GeV, of ``jet_p4`` (by default the sum of the constituents given).
+    jet_mass: F64
     provenance: Provenance
 
 
@@ -124,7 +128,14 @@ def tag_jets(
         del tensors["pf_vectors"]
     softmax = client.infer(model, tensors)
     probabilities = softmax["softmax"]
-    return JetTags(p_top=probabilities[:, 0], p_qcd=probabilities[:, 1], provenance=softmax.provenance)
+    p4 = np.asarray(constituents, dtype=np.float64)
+    summed = np.where(p4[..., 3:] > 0, p4, 0.0).sum(axis=1)  # the axis build_tagger_inputs uses by default
+    return JetTags(
+        p_top=probabilities[:, 0],
+        p_qcd=probabilities[:, 1],
+        jet_mass=jets.jet_mass(summed if jet_p4 is None else jet_p4),
+        provenance=softmax.provenance,
+    )
 
 
 @runtime_checkable
@@ -153,6 +164,36 @@ def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertice
             )
         return FALLBACK_PEAK_FINDER
     return vertices.PeakFinder.from_json(text)
+
+
+def served_mass_decorrelated_cut(
+    client: SupportsInfer, provenance: Provenance, qcd_efficiency: float = 0.01
+) -> jets.MassDecorrelatedCut:
+    """The mass-decorrelated working point (:class:`~.jets.MassDecorrelatedCut`) that the tagger version which
+    answered publishes for ``qcd_efficiency``; ``LookupError`` names the ones it has when it has no such cut::
+
+        tags = tag_jets(client, constituents)
+        top_like = served_mass_decorrelated_cut(client, tags.provenance).passes(tags.p_top, tags.jet_mass)
+    """
+    text = None
+    if isinstance(client, SupportsParameters) and provenance.version:
+        text = client.model_parameter(provenance.model, jets.MASS_DECORRELATED_PARAMETER, provenance.version)
+    if text is None:
+        msg = (
+            f"{provenance.model} version {provenance.version!r} publishes no "
+            f"{jets.MASS_DECORRELATED_PARAMETER!r} parameter (or this client cannot read model parameters)"
+        )
+        raise LookupError(msg)
+    cuts = jets.mass_decorrelated_cuts_from_json(text)
+    for cut in cuts:
+        if np.isclose(cut.qcd_efficiency, qcd_efficiency):
+            return cut
+    available = ", ".join(f"{cut.qcd_efficiency:g}" for cut in cuts)
+    msg = (
+        f"{provenance.model} version {provenance.version!r} publishes mass-decorrelated cuts for QCD "
+        f"efficiencies {available}, not {qcd_efficiency:g}"
+    )
+    raise LookupError(msg)
 
 
 def find_primary_vertices(

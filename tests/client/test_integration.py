@@ -199,6 +199,10 @@ def test_requests_through_the_gateway_carry_its_provenance(stack) -> None:
         np.testing.assert_allclose(tags.p_top, expected.p_top, atol=1e-5)
         assert tags.provenance.sha256 == expected.provenance.sha256, url
         assert tags.provenance.version == expected.provenance.version
+        # The version's mass-decorrelated working point reaches the job through every front.
+        with Client(url) as client:
+            cut = hc.served_mass_decorrelated_cut(client, tags.provenance)
+        assert cut == hc.served_mass_decorrelated_cut(local, expected.provenance), url
 
 
 def test_reco_job_service_and_local_outputs_agree(stack, tmp_path: Path) -> None:

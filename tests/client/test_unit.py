@@ -23,6 +23,7 @@ from hepsonic_client import (
     RetryPolicy,
     TensorMetadata,
 )
+from hepsonic_client.physics import jets
 from hepsonic_client.physics.vertices import PeakFinder, toy_tracks
 
 META = ModelMetadata(
@@ -338,6 +339,9 @@ def test_helpers_build_inputs_and_return_typed_results() -> None:
     constituents = np.abs(np.random.default_rng(1).normal(size=(3, 20, 4))) + 1.0
     tags = hc.tag_jets(client, constituents)
     np.testing.assert_allclose(tags.p_top, 0.9)
+    np.testing.assert_allclose(tags.jet_mass, jets.jet_mass(constituents.sum(axis=1)))
+    given = np.tile([[60.0, 0.0, 0.0, 100.0]], (3, 1))  # mass 80
+    np.testing.assert_allclose(hc.tag_jets(client, constituents, jet_p4=given).jet_mass, 80.0)
     scores = hc.score_electrons(client, np.ones((4, 100)), np.full(4, 20.0), np.zeros(4))
     assert scores.discriminant.shape == (4,)
     with pytest.raises(ValueError, match=r"ringer: input 'rings' must be \(n, 100\)"):
@@ -380,3 +384,38 @@ def test_vertices_use_the_published_cuts_or_warn(caplog) -> None:
     assert sum("publishes no 'peak_finder'" in record.message for record in caplog.records) == 1
     explicit = hc.find_primary_vertices(published, tracks, peak_finder=PeakFinder(threshold=0.7))
     assert explicit.z[0].size == 0
+
+
+def test_jets_use_the_published_mass_decorrelated_cut_or_say_what_is_missing() -> None:
+    cut = jets.MassDecorrelatedCut(qcd_efficiency=0.01, mass_gev=(0.0, 300.0), logit_threshold=(0.0, 4.0))
+    loose = jets.MassDecorrelatedCut(qcd_efficiency=0.05, mass_gev=(0.0,), logit_threshold=(-1.0,))
+
+    def tagger(request: MockRequest) -> dict[str, np.ndarray]:
+        return {"softmax": np.tile([[0.9, 0.1]], (len(request.inputs["pf_mask"]), 1))}
+
+    class Publishing(MockTransport):
+        def config_parameter(self, model: str, key: str, *, timeout: float | None) -> str | None:
+            published = jets.mass_decorrelated_cuts_to_json([cut, loose])
+            return published if key == f"{jets.MASS_DECORRELATED_PARAMETER}/1" else None
+
+    constituents = np.zeros((2, 3, 4))
+    constituents[0, :, 0] = constituents[0, :, 3] = [20.0, 30.0, 50.0]  # collinear, massless: mass 0, where
+    # the cut is P(top) >= 0.5
+    constituents[1, 0] = [100.0, 0.0, 0.0, np.hypot(100.0, 250.0)]  # mass 250: P(top) >= 0.966
+    client = Client(transport=Publishing(tagger, sha256="abc"), retry=FAST, validate_inputs=False)
+    tags = hc.tag_jets(client, constituents)
+    served = hc.served_mass_decorrelated_cut(client, tags.provenance)
+    assert served.qcd_efficiency == 0.01
+    assert served.passes(tags.p_top, tags.jet_mass).tolist() == [True, False]
+    assert (
+        hc.served_mass_decorrelated_cut(client, tags.provenance, 0.05).passes(tags.p_top, tags.jet_mass).all()
+    )
+    with pytest.raises(
+        LookupError, match=r"publishes mass-decorrelated cuts for QCD efficiencies 0\.01, 0\.05, not 0\.2"
+    ):
+        hc.served_mass_decorrelated_cut(client, tags.provenance, 0.2)
+    silent = Client(transport=MockTransport(tagger, sha256="abc"), retry=FAST, validate_inputs=False)
+    with pytest.raises(
+        LookupError, match="particlenet_lite version '1' publishes no 'mass_decorrelated_cuts'"
+    ):
+        hc.served_mass_decorrelated_cut(silent, hc.tag_jets(silent, constituents).provenance)

@@ -10,7 +10,11 @@ from hepsonic_client.physics.jets import (
     FEATURE_NAMES,
     FEATURE_STANDARDISATION,
     MAX_PARTICLES,
+    MassDecorrelatedCut,
     build_tagger_inputs,
+    jet_mass,
+    mass_decorrelated_cuts_from_json,
+    mass_decorrelated_cuts_to_json,
     pad_constituents,
 )
 
@@ -23,8 +27,14 @@ def test_public_api() -> None:
     assert set(jets.__all__) == {
         "FEATURE_NAMES",
         "FEATURE_STANDARDISATION",
+        "MASS_DECORRELATED_PARAMETER",
+        "MASS_GRID_GEV",
         "MAX_PARTICLES",
+        "MassDecorrelatedCut",
         "build_tagger_inputs",
+        "jet_mass",
+        "mass_decorrelated_cuts_from_json",
+        "mass_decorrelated_cuts_to_json",
         "pad_constituents",
     }
 
@@ -105,3 +115,70 @@ def test_bad_input_is_named(constituents: np.ndarray, kwargs: dict[str, np.ndarr
 def test_pad_constituents_checks_counts() -> None:
     with pytest.raises(ValueError, match="sum to 3"):
         pad_constituents(np.ones((3, 4)), [1, 1])
+
+
+def _mass_correlated_qcd(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """QCD-like jets whose P(top) grows towards the top mass, as a top tagger's does."""
+    rng = np.random.default_rng(seed)
+    mass = rng.gamma(3.0, 25.0, n)
+    logit = -6.0 + 4.0 * np.exp(-0.5 * ((mass - 172.0) / 25.0) ** 2) + rng.normal(0.0, 1.0, n)
+    return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32), mass
+
+
+def test_jet_mass_of_known_four_vectors() -> None:
+    np.testing.assert_allclose(jet_mass([[0.0, 0.0, 0.0, 91.2], [30.0, 40.0, 0.0, 50.0]]), [91.2, 0.0])
+    np.testing.assert_allclose(jet_mass([[3.0, 0.0, 4.0, 13.0]]), [12.0])
+    assert jet_mass([[1.0, 0.0, 0.0, 0.999999]])[0] == 0.0  # rounding below the light cone: 0, not NaN
+    with pytest.raises(ValueError, match=r"shape \(n_jets, 4\)"):
+        jet_mass(np.ones((3, 3)))
+
+
+def test_mass_decorrelated_cut_passes_qcd_at_the_same_rate_at_every_mass() -> None:
+    fit_score, fit_mass = _mass_correlated_qcd(10_000, seed=1)  # as many as the taggers' validation QCD jets
+    score, mass = _mass_correlated_qcd(40_000, seed=2)  # independent jets: the cut is not tested on its fit
+    cut = MassDecorrelatedCut.fit(fit_score, fit_mass, 0.05)
+    passed = cut.passes(score, mass)
+    assert passed.mean() == pytest.approx(0.05, abs=0.005)
+    fixed = score >= np.quantile(score, 0.95)  # a fixed cut with the same overall rate
+    bins = ((20.0, 60.0), (60.0, 100.0), (100.0, 140.0), (140.0, 200.0))
+    rates = {b: passed[(mass >= b[0]) & (mass < b[1])].mean() for b in bins}
+    fixed_rates = {b: fixed[(mass >= b[0]) & (mass < b[1])].mean() for b in bins}
+    # The fixed cut takes mostly jets near the top mass; the decorrelated one about 5% everywhere.
+    assert fixed_rates[bins[-1]] > 5 * fixed_rates[bins[0]]
+    for b, rate in rates.items():
+        assert rate == pytest.approx(0.05, rel=0.3), b
+    # The threshold follows the mass: highest near the top mass, where QCD looks most top-like.
+    assert cut.threshold([172.0])[0] > cut.threshold([40.0])[0]
+    # Saturated probabilities (exactly 0 or 1 in float32) are handled, not NaN.
+    assert cut.passes(np.array([1.0, 0.0], dtype=np.float32), np.array([172.0, 172.0])).tolist() == [
+        True,
+        False,
+    ]
+
+
+def test_mass_decorrelated_cuts_round_trip_as_published_json() -> None:
+    score, mass = _mass_correlated_qcd(5_000, seed=3)
+    cuts = (MassDecorrelatedCut.fit(score, mass, 0.01), MassDecorrelatedCut.fit(score, mass, 0.05))
+    again = mass_decorrelated_cuts_from_json(mass_decorrelated_cuts_to_json(cuts))
+    assert [c.qcd_efficiency for c in again] == [0.01, 0.05]
+    for before, after in zip(cuts, again, strict=True):
+        assert after.mass_gev == before.mass_gev
+        np.testing.assert_allclose(after.logit_threshold, before.logit_threshold, atol=1e-5)
+    with pytest.raises(ValueError, match="expected a JSON list of objects with 'qcd_efficiency'"):
+        mass_decorrelated_cuts_from_json('{"threshold": 0.5}')
+    with pytest.raises(ValueError, match="expected a JSON list"):
+        mass_decorrelated_cuts_from_json('[{"qcd_efficiency": 2, "mass_gev": [0], "logit_threshold": [0]}]')
+
+
+def test_mass_decorrelated_cut_refuses_bad_settings_and_inputs() -> None:
+    with pytest.raises(ValueError, match=r"qcd_efficiency must be in \(0, 1\)"):
+        MassDecorrelatedCut(qcd_efficiency=0.0, mass_gev=(0.0,), logit_threshold=(0.0,))
+    with pytest.raises(ValueError, match="same non-zero length"):
+        MassDecorrelatedCut(qcd_efficiency=0.1, mass_gev=(0.0, 5.0), logit_threshold=(0.0,))
+    with pytest.raises(ValueError, match="mass_gev must increase"):
+        MassDecorrelatedCut(qcd_efficiency=0.1, mass_gev=(5.0, 0.0), logit_threshold=(0.0, 0.0))
+    with pytest.raises(ValueError, match="as many P\\(top\\) as masses"):
+        MassDecorrelatedCut.fit([0.5, 0.6], [100.0], 0.1)
+    cut = MassDecorrelatedCut(qcd_efficiency=0.1, mass_gev=(0.0, 300.0), logit_threshold=(0.0, 0.0))
+    with pytest.raises(ValueError, match="same shape"):
+        cut.passes([0.5, 0.6], [100.0])

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from hepsonic_models.jets._evaluate import (
+    DECORRELATED_QCD_EFFICIENCIES,
     MassTau32Baseline,
+    evaluate_decorrelated,
+    fit_decorrelated_cuts,
     fit_mass_tau32_baseline,
     jensen_shannon,
+    sculpting_jsd,
     summarise_roc,
 )
 
@@ -53,3 +57,31 @@ def test_jensen_shannon_bounds() -> None:
     assert jensen_shannon([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0)
     assert jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
     assert np.isnan(jensen_shannon([0, 0], [1, 1]))
+
+
+def _tagged_jets(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top jets near 172 GeV with high scores; QCD jets whose score rises towards the top mass."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.5).astype(np.int8)
+    mass = np.where(labels == 1, rng.normal(172.0, 15.0, n), rng.gamma(3.0, 25.0, n))
+    near_top = np.exp(-0.5 * ((mass - 172.0) / 25.0) ** 2)
+    logit = np.where(labels == 1, 1.0, -5.0 + 4.0 * near_top) + rng.normal(0.0, 1.5, n)
+    return labels, (1.0 / (1.0 + np.exp(-logit))).astype(np.float32), mass
+
+
+def test_decorrelated_cuts_stop_the_sculpting_a_fixed_cut_causes() -> None:
+    fit_labels, fit_score, fit_mass = _tagged_jets(20_000, seed=4)
+    labels, score, mass = _tagged_jets(60_000, seed=5)
+    cuts = fit_decorrelated_cuts(fit_labels, fit_score, fit_mass)
+    assert [c.qcd_efficiency for c in cuts] == list(DECORRELATED_QCD_EFFICIENCIES)
+    point = evaluate_decorrelated(cuts[-1], labels, score, mass)  # 5% of QCD
+    assert point.background_efficiency == pytest.approx(0.05, abs=0.01)
+    assert point.n_background_pass == round(point.background_efficiency * (labels == 0).sum())
+    assert point.signal_efficiency > 0.3  # still a tagger
+    # A fixed cut letting as many QCD jets through sculpts the spectrum; the decorrelated one stays near
+    # what a random subset of that size shows.
+    qcd = labels == 0
+    fixed = score[qcd] >= np.quantile(score[qcd], 1 - point.background_efficiency)
+    assert sculpting_jsd(mass[qcd], fixed) > 5 * point.jsd
+    assert point.jsd < 3 * point.jsd_random + 0.01
+    assert 0 < point.jsd_random < 0.05

@@ -12,7 +12,11 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from hepsonic_client.physics.jets import build_tagger_inputs
+from hepsonic_client.physics.jets import (
+    MASS_DECORRELATED_PARAMETER,
+    build_tagger_inputs,
+    mass_decorrelated_cuts_from_json,
+)
 from hepsonic_models import build as build_cli
 from hepsonic_models import jets
 from hepsonic_models.context import BuildContext
@@ -106,6 +110,14 @@ def test_smoke_build_generator_to_report(tmp_path: Path) -> None:
         assert config.name == name
         digest = sha256_file(model_dir / "1" / "model.onnx")
         assert config.parameters["sha256/1"].string_value == digest
+        # The mass-decorrelated working points are served with the version they were fitted for.
+        published = config.parameters[f"{MASS_DECORRELATED_PARAMETER}/1"].string_value
+        assert [c.qcd_efficiency for c in mass_decorrelated_cuts_from_json(published)] == [
+            0.005,
+            0.01,
+            0.02,
+            0.05,
+        ]
         card = (model_dir / "MODEL_CARD.md").read_text()
         assert digest in card
         assert "SMOKE BUILD" in card

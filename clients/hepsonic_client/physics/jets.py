@@ -12,9 +12,19 @@ Per jet, the constituents are sorted by decreasing pT, the first :data:`MAX_PART
 * ``pf_mask``     [1, P]: 1 for a real constituent, 0 for padding.
 
 Padded slots are exactly zero in every tensor.
+
+A top tagger learns the jet mass, so a fixed cut on P(top) sculpts the QCD mass spectrum into a top-like
+peak. :class:`MassDecorrelatedCut` is the working point to use where that matters (a background estimate from
+the mass sidebands): its threshold varies with the jet mass (:func:`jet_mass`) so that the same fraction of
+QCD jets passes at every mass, as ATLAS's DDT and CMS's varying-threshold taggers do. Each tagger version
+publishes its cuts (fitted on validation jets) as the model parameter :data:`MASS_DECORRELATED_PARAMETER`.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +32,14 @@ import numpy.typing as npt
 __all__ = [
     "FEATURE_NAMES",
     "FEATURE_STANDARDISATION",
+    "MASS_DECORRELATED_PARAMETER",
+    "MASS_GRID_GEV",
     "MAX_PARTICLES",
+    "MassDecorrelatedCut",
     "build_tagger_inputs",
+    "jet_mass",
+    "mass_decorrelated_cuts_from_json",
+    "mass_decorrelated_cuts_to_json",
     "pad_constituents",
 ]
 
@@ -167,3 +183,146 @@ def build_tagger_inputs(
         "pf_vectors": vectors.astype(np.float32),
         "pf_mask": mask[:, None, :],
     }
+
+
+#: Model parameter under which a tagger version publishes its :class:`MassDecorrelatedCut` list
+#: (:func:`mass_decorrelated_cuts_to_json`).
+MASS_DECORRELATED_PARAMETER = "mass_decorrelated_cuts"
+
+#: Jet masses (GeV) at which a :class:`MassDecorrelatedCut` stores its threshold; beyond the ends it is constant.
+MASS_GRID_GEV: tuple[float, ...] = tuple(float(m) for m in np.arange(0.0, 301.0, 5.0))
+
+# P(top) comes as float32, so it can be exactly 0 or 1: the logit is taken of a clipped copy.
+_LOGIT_CLIP = 1e-9
+
+
+def jet_mass(jet_p4: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Invariant mass (GeV) of jets ``(n_jets, 4)`` px, py, pz, E (GeV); 0 where E^2 < p^2 by rounding."""
+    p4 = np.asarray(jet_p4, dtype=np.float64)
+    if p4.ndim != 2 or p4.shape[1] != 4:
+        raise ValueError(f"jet mass: expected jet_p4 of shape (n_jets, 4) px, py, pz, E; got {p4.shape}")
+    mass2 = p4[:, 3] ** 2 - (p4[:, :3] ** 2).sum(axis=1)
+    mass: npt.NDArray[np.float64] = np.sqrt(np.maximum(mass2, 0.0))
+    return mass
+
+
+def _logit(p_top: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    p = np.clip(np.asarray(p_top, dtype=np.float64), _LOGIT_CLIP, 1.0 - _LOGIT_CLIP)
+    logit: npt.NDArray[np.float64] = np.log(p) - np.log1p(-p)
+    return logit
+
+
+@dataclass(frozen=True, kw_only=True)
+class MassDecorrelatedCut:
+    """A cut on P(top) whose threshold follows the jet mass so that QCD jets pass at the same rate everywhere.
+
+    The threshold at each mass of :attr:`mass_gev` is the ``1 - qcd_efficiency`` quantile of the tagger's
+    logit over the QCD jets nearest in mass (:meth:`fit`); in between it is interpolated linearly. The QCD
+    jets that pass therefore keep the mass spectrum of all QCD jets, while top jets still pass far more often.
+    """
+
+    #: Fraction of QCD jets meant to pass, at every mass.
+    qcd_efficiency: float
+    #: Jet masses (GeV, increasing) at which the threshold is stored.
+    mass_gev: tuple[float, ...]
+    #: Threshold on logit(P(top)) = log(P(top) / P(QCD)) at each of :attr:`mass_gev`.
+    logit_threshold: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.qcd_efficiency < 1.0:
+            raise ValueError(
+                f"mass-decorrelated cut: qcd_efficiency must be in (0, 1), got {self.qcd_efficiency}"
+            )
+        if len(self.mass_gev) == 0 or len(self.mass_gev) != len(self.logit_threshold):
+            raise ValueError(
+                f"mass-decorrelated cut: mass_gev and logit_threshold need the same non-zero length, "
+                f"got {len(self.mass_gev)} and {len(self.logit_threshold)}"
+            )
+        if np.any(np.diff(self.mass_gev) <= 0):
+            raise ValueError("mass-decorrelated cut: mass_gev must increase")
+
+    @classmethod
+    def fit(
+        cls,
+        p_top: npt.ArrayLike,
+        mass: npt.ArrayLike,
+        qcd_efficiency: float,
+        *,
+        neighbours: int | None = None,
+        mass_gev: Sequence[float] = MASS_GRID_GEV,
+    ) -> MassDecorrelatedCut:
+        """Fit on QCD jets only (not the test jets): their P(top) and jet mass (GeV).
+
+        At each grid mass the threshold comes from the ``neighbours`` jets nearest in mass (default 5% of the
+        jets: a window narrow enough to follow the mass, wide enough that the quantile rests on several jets).
+        """
+        logit = _logit(p_top).reshape(-1)
+        masses = np.asarray(mass, dtype=np.float64).reshape(-1)
+        if logit.size != masses.size or logit.size == 0:
+            raise ValueError(
+                f"mass-decorrelated cut: need as many P(top) as masses (and some), got {logit.size} and {masses.size}"
+            )
+        k = neighbours if neighbours is not None else max(1, round(0.05 * masses.size))
+        k = min(max(1, k), masses.size)
+        thresholds = []
+        for centre in mass_gev:
+            nearest = np.argpartition(np.abs(masses - centre), k - 1)[:k]
+            thresholds.append(float(np.quantile(logit[nearest], 1.0 - qcd_efficiency)))
+        return cls(
+            qcd_efficiency=float(qcd_efficiency),
+            mass_gev=tuple(float(m) for m in mass_gev),
+            logit_threshold=tuple(thresholds),
+        )
+
+    def threshold(self, mass: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The cut on P(top) at each jet mass (GeV)."""
+        logit = np.interp(np.asarray(mass, dtype=np.float64), self.mass_gev, self.logit_threshold)
+        threshold: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logit))
+        return threshold
+
+    def passes(self, p_top: npt.ArrayLike, mass: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each jet (its P(top) and its mass in GeV) passes."""
+        logit = _logit(p_top)
+        masses = np.asarray(mass, dtype=np.float64)
+        if logit.shape != masses.shape:
+            raise ValueError(
+                f"mass-decorrelated cut: P(top) and jet mass must have the same shape, got {logit.shape} "
+                f"and {masses.shape}"
+            )
+        passed: npt.NDArray[np.bool_] = logit >= np.interp(masses, self.mass_gev, self.logit_threshold)
+        return passed
+
+
+def mass_decorrelated_cuts_to_json(cuts: Sequence[MassDecorrelatedCut]) -> str:
+    """The cuts as JSON (what a tagger version publishes as :data:`MASS_DECORRELATED_PARAMETER`)."""
+    return json.dumps(
+        [
+            {
+                "qcd_efficiency": cut.qcd_efficiency,
+                "mass_gev": list(cut.mass_gev),
+                "logit_threshold": [round(t, 5) for t in cut.logit_threshold],
+            }
+            for cut in cuts
+        ],
+        separators=(",", ":"),
+    )
+
+
+def mass_decorrelated_cuts_from_json(text: str) -> tuple[MassDecorrelatedCut, ...]:
+    """Cuts from :func:`mass_decorrelated_cuts_to_json`'s text; ``ValueError`` says what is wrong."""
+    try:
+        stored = json.loads(text)
+        return tuple(
+            MassDecorrelatedCut(
+                qcd_efficiency=float(item["qcd_efficiency"]),
+                mass_gev=tuple(float(m) for m in item["mass_gev"]),
+                logit_threshold=tuple(float(t) for t in item["logit_threshold"]),
+            )
+            for item in stored
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        msg = (
+            "jet tagger mass-decorrelated cuts: expected a JSON list of objects with 'qcd_efficiency', "
+            f"'mass_gev' and 'logit_threshold', got {text[:200]!r}"
+        )
+        raise ValueError(msg) from exc

@@ -9,10 +9,30 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["MassTau32Baseline", "RocSummary", "fit_mass_tau32_baseline", "jensen_shannon", "summarise_roc"]
+from hepsonic_client.physics.jets import MassDecorrelatedCut
+
+__all__ = [
+    "DECORRELATED_QCD_EFFICIENCIES",
+    "MASS_BINS_GEV",
+    "DecorrelatedPoint",
+    "MassTau32Baseline",
+    "RocSummary",
+    "evaluate_decorrelated",
+    "fit_decorrelated_cuts",
+    "fit_mass_tau32_baseline",
+    "jensen_shannon",
+    "sculpting_jsd",
+    "summarise_roc",
+]
 
 #: Working point of the rejection target.
 SIGNAL_EFFICIENCY = 0.3
+
+#: QCD efficiencies of the published mass-decorrelated working points (tight to loose, as taggers ship them).
+DECORRELATED_QCD_EFFICIENCIES = (0.005, 0.01, 0.02, 0.05)
+
+#: Jet-mass histogram of the sculpting measure (JSD).
+MASS_BINS_GEV = np.linspace(0.0, 300.0, 31)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -108,3 +128,65 @@ def jensen_shannon(p_counts: npt.ArrayLike, q_counts: npt.ArrayLike) -> float:
         return float(np.sum(a[keep] * np.log2(a[keep] / b[keep])))
 
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def sculpting_jsd(qcd_mass: npt.ArrayLike, passed: npt.NDArray[np.bool_]) -> float:
+    """JSD of the mass spectrum of the QCD jets that pass against that of all of them."""
+    masses = np.asarray(qcd_mass, dtype=np.float64)
+    inclusive, _ = np.histogram(masses, bins=MASS_BINS_GEV)
+    passing, _ = np.histogram(masses[passed], bins=MASS_BINS_GEV)
+    return jensen_shannon(passing, inclusive)
+
+
+def fit_decorrelated_cuts(
+    labels: npt.NDArray[np.int8], score: npt.ArrayLike, mass: npt.ArrayLike
+) -> tuple[MassDecorrelatedCut, ...]:
+    """The mass-decorrelated working points, fitted on the QCD jets of the given (validation, never test) jets."""
+    qcd = labels == 0
+    p_top = np.asarray(score)[qcd]
+    masses = np.asarray(mass)[qcd]
+    return tuple(MassDecorrelatedCut.fit(p_top, masses, eff) for eff in DECORRELATED_QCD_EFFICIENCIES)
+
+
+@dataclass(frozen=True)
+class DecorrelatedPoint:
+    """A mass-decorrelated working point measured on labelled jets."""
+
+    cut: MassDecorrelatedCut
+    signal_efficiency: float
+    background_efficiency: float
+    n_background_pass: int
+    #: Sculpting of the QCD mass spectrum by this cut (:func:`sculpting_jsd`).
+    jsd: float
+    #: The same JSD for a random subset of QCD jets of the same size: what counting statistics alone give.
+    jsd_random: float
+
+
+def evaluate_decorrelated(
+    cut: MassDecorrelatedCut,
+    labels: npt.NDArray[np.int8],
+    score: npt.ArrayLike,
+    mass: npt.ArrayLike,
+    *,
+    seed: int = 0,
+) -> DecorrelatedPoint:
+    """Efficiencies and mass sculpting of ``cut`` on the given jets."""
+    passed = cut.passes(np.asarray(score), np.asarray(mass))
+    qcd = labels == 0
+    qcd_mass = np.asarray(mass)[qcd]
+    n_pass = int(passed[qcd].sum())
+    # Average over a few random draws, so the floor does not depend on one draw's luck.
+    rng = np.random.default_rng(seed)
+    floors = []
+    for _ in range(5):
+        random_pass = np.zeros(qcd_mass.size, dtype=bool)
+        random_pass[rng.choice(qcd_mass.size, size=n_pass, replace=False)] = True
+        floors.append(sculpting_jsd(qcd_mass, random_pass))
+    return DecorrelatedPoint(
+        cut=cut,
+        signal_efficiency=float(passed[labels == 1].mean()),
+        background_efficiency=n_pass / max(1, int(qcd.sum())),
+        n_background_pass=n_pass,
+        jsd=sculpting_jsd(qcd_mass, passed[qcd]),
+        jsd_random=float(np.mean(floors)),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from ._evaluate import MassTau32Baseline, RocSummary, jensen_shannon
+from ._evaluate import MASS_BINS_GEV, DecorrelatedPoint, MassTau32Baseline, RocSummary, sculpting_jsd
 
 __all__ = ["TaggerValidation", "plot_validation"]
 
@@ -20,8 +21,8 @@ TARGET_AUC = 0.97
 TARGET_REJECTION = 200.0
 #: Above this Jensen-Shannon divergence the QCD mass spectrum is called sculpted (no number in MODELS.md).
 SCULPTING_JSD_LIMIT = 0.1
-
-_MASS_BINS = np.linspace(0.0, 300.0, 31)
+#: The mass-decorrelated working point quoted in the headline (the others are in the card's table).
+HEADLINE_QCD_EFFICIENCY = 0.01
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class TaggerValidation:
     baseline_cuts: MassTau32Baseline
     #: Jensen-Shannon divergence of the QCD mass spectrum after / before a cut at ε_S = 50%.
     mass_sculpting_jsd: float
+    #: The mass-decorrelated working points (fitted on validation jets) on the test jets.
+    decorrelated: tuple[DecorrelatedPoint, ...] = ()
+
+    @property
+    def headline_decorrelated(self) -> DecorrelatedPoint | None:
+        """The working point at :data:`HEADLINE_QCD_EFFICIENCY`, if it was measured."""
+        for point in self.decorrelated:
+            if np.isclose(point.cut.qcd_efficiency, HEADLINE_QCD_EFFICIENCY):
+                return point
+        return None
 
 
 def _rejection_curve(
@@ -58,6 +69,7 @@ def plot_validation(
     baseline_cuts: MassTau32Baseline,
     train_loss: list[float],
     validation_loss: list[float],
+    decorrelated: Sequence[DecorrelatedPoint] = (),
 ) -> tuple[TaggerValidation, list[Path]]:
     """Write the ROC, score, mass-sculpting and loss plots; return the summary and the PNG paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +90,15 @@ def plot_validation(
         lowest = MassTau32Baseline.OUTSIDE_WINDOW if summary is baseline else -np.inf
         x, y = _rejection_curve(summary, lowest)
         ax.plot(x, y, label=label)
+    shown = [p for p in decorrelated if p.n_background_pass > 0]
+    if shown:
+        ax.plot(
+            [p.signal_efficiency for p in shown],
+            [1.0 / p.background_efficiency for p in shown],
+            "s--",
+            color="tab:green",
+            label="mass-decorrelated cuts (flat QCD efficiency)",
+        )
     ax.axvline(0.3, color="grey", linestyle=":", linewidth=1)
     ax.axhline(
         TARGET_REJECTION, color="red", linestyle="--", linewidth=1, label="target 1/ε_B = 200 at ε_S = 30%"
@@ -101,25 +122,42 @@ def plot_validation(
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    # Mass sculpting: QCD mass spectrum before and after cuts at fixed signal efficiencies.
+    # Mass sculpting: QCD mass spectrum before and after cuts at fixed signal efficiencies (left), and after
+    # the mass-decorrelated cuts (right).
     qcd = labels == 0
-    inclusive, _ = np.histogram(mass[qcd], bins=_MASS_BINS)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.stairs(inclusive / max(1, inclusive.sum()), _MASS_BINS, label="QCD, all", color="black")
+    inclusive, _ = np.histogram(mass[qcd], bins=MASS_BINS_GEV)
+    fig, (nominal_ax, decorrelated_ax) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     jsd = float("nan")
+    for ax in (nominal_ax, decorrelated_ax):
+        ax.stairs(inclusive / max(1, inclusive.sum()), MASS_BINS_GEV, label="QCD, all", color="black")
+        ax.set(xlabel="jet mass [GeV]")
     for efficiency in (0.8, 0.5, 0.3):
         threshold = float(np.quantile(score[labels == 1], 1 - efficiency))
-        passed, _ = np.histogram(mass[qcd & (score >= threshold)], bins=_MASS_BINS)
+        passed, _ = np.histogram(mass[qcd & (score >= threshold)], bins=MASS_BINS_GEV)
         if efficiency == 0.5:
-            jsd = jensen_shannon(passed, inclusive)
-        ax.stairs(
+            jsd = sculpting_jsd(mass[qcd], score[qcd] >= threshold)
+        nominal_ax.stairs(
             passed / max(1, passed.sum()),
-            _MASS_BINS,
+            MASS_BINS_GEV,
             label=f"QCD passing, ε_S = {efficiency:.0%} ({passed.sum()} jets)",
         )
-    ax.set(xlabel="jet mass [GeV]", ylabel="fraction of jets")
-    ax.set_title(f"{name}: QCD mass sculpting (JSD at ε_S = 50%: {jsd:.3f})", fontsize=10)
-    ax.legend(fontsize=8)
+    nominal_ax.set(ylabel="fraction of jets", title=f"fixed cut on P(top): JSD at ε_S = 50%: {jsd:.3f}")
+    for point in decorrelated:
+        keep = point.cut.passes(score[qcd], mass[qcd])
+        passed, _ = np.histogram(mass[qcd][keep], bins=MASS_BINS_GEV)
+        decorrelated_ax.stairs(
+            passed / max(1, passed.sum()),
+            MASS_BINS_GEV,
+            label=(
+                f"QCD eff. {point.cut.qcd_efficiency:.1%}: ε_S = {point.signal_efficiency:.0%}, "
+                f"JSD {point.jsd:.3f} ({point.n_background_pass} jets)"
+            ),
+        )
+    decorrelated_ax.set(title="mass-decorrelated cuts (fitted on validation jets)")
+    for ax in (nominal_ax, decorrelated_ax):
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{name}: QCD mass spectrum after tagging ({int(qcd.sum())} QCD test jets)", fontsize=11)
     fig.tight_layout()
     paths.append(folder / "mass_sculpting.png")
     fig.savefig(paths[-1], dpi=110)
@@ -136,7 +174,7 @@ def plot_validation(
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    return TaggerValidation(network, baseline, baseline_cuts, jsd), paths
+    return TaggerValidation(network, baseline, baseline_cuts, jsd, tuple(decorrelated)), paths
 
 
 def rejection_text(summary: RocSummary, efficiency: float, *, is_baseline: bool = False) -> str:
