@@ -7,6 +7,10 @@ identical). Objects from many events are merged into large requests by one :clas
 Results and their provenance go to Parquet (``.parquet``) or ROOT (``.root``). ``--local`` runs the
 same inferences in-process with onnxruntime on ``model_repository/``.
 
+Per event: ``jet_p_top``, ``jet_mass`` (GeV) and ``jet_md_cut`` (the P(top) threshold of the tagger's 1%
+mass-decorrelated working point at that mass: ``jet_p_top >= jet_md_cut`` selects top-like jets without
+sculpting the QCD mass), ``el_discriminant``, ``pv_z``, ``pv_prob_sum`` and the showers' layer energies and cells.
+
     hepsonic-reco sample events.root --events 200          # a sample input file
     hepsonic-reco run events.root -o out.parquet --server grpc://127.0.0.1:8081
     hepsonic-reco run events.root -o out_local.parquet --local --repository model_repository
@@ -21,15 +25,17 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._batcher import Batcher
 from ._client import Client
 from ._exceptions import HepsonicError
-from ._helpers import served_peak_finder
+from ._helpers import served_mass_decorrelated_cut, served_peak_finder
 from ._local import OnnxRuntimeTransport
 from ._options import BatchingOptions, FallbackOptions
 from ._result import InferResult, Provenance, write_provenance
@@ -49,6 +55,8 @@ _TRACK_BRANCHES = {
     "trk_cot_theta": "cot_theta",
     "trk_sigma_ip": "sigma_ip",
 }
+#: QCD efficiency of the mass-decorrelated working point whose cut goes into the output (``jet_md_cut``).
+MD_QCD_EFFICIENCY = 0.01
 #: task -> the model it needs (the jet model may be switched with ``--jet-model``).
 TASKS = {"jets": "particlenet_lite", "electrons": "ringer", "vertices": "pv_finder", "showers": "calo_gan"}
 
@@ -101,6 +109,15 @@ def write_sample(path: Path, *, events: int = 100, seed: int = 1) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """One event's inferences in flight, and what its results need from the input."""
+
+    futures: dict[str, list[Future[InferResult]]]
+    #: GeV, one per jet (the sum of its constituents).
+    jet_mass: npt.NDArray[np.float64]
+
+
 class _Job:
     """One run: a batcher per model, futures per event, results gathered in event order."""
 
@@ -114,9 +131,11 @@ class _Job:
         self.batchers = {task: Batcher(client, model, options=options) for task, model in models.items()}
         self.jet_model = jet_model
         self.provenance: dict[str, Provenance] = {}
+        self._md_cuts: dict[tuple[str, str], jet_physics.MassDecorrelatedCut | None] = {}
 
-    def submit(self, event: Any, number: int) -> dict[str, list[Future[InferResult]]]:
+    def submit(self, event: Any, number: int) -> _Pending:
         futures: dict[str, list[Future[InferResult]]] = {}
+        jet_mass = np.zeros(0)
         if "jets" in self.batchers:
             jet_of = np.asarray(event["pf_jet"])
             order = np.argsort(jet_of, kind="stable")  # constituents grouped by jet for padding
@@ -128,6 +147,7 @@ class _Job:
             futures["jets"] = []
             if n_jets:
                 padded = jet_physics.pad_constituents(p4, np.bincount(jet_of, minlength=n_jets))
+                jet_mass = jet_physics.jet_mass(padded.sum(axis=1))  # padding rows are zero
                 tensors = jet_physics.build_tagger_inputs(padded)
                 if self.jet_model != "part_small":
                     del tensors["pf_vectors"]
@@ -159,18 +179,38 @@ class _Job:
                     self.batchers["showers"].submit({"z": inputs["z"][i], "energy": inputs["energy"][i]})
                     for i in range(energies.size)
                 ]
-        return futures
+        return _Pending(futures, jet_mass)
 
-    def collect(
-        self, futures: dict[str, list[Future[InferResult]]], peak_finder: vertex_physics.PeakFinder | None
-    ) -> dict[str, Any]:
+    def _md_cut(self, provenance: Provenance) -> jet_physics.MassDecorrelatedCut | None:
+        """The answering tagger version's mass-decorrelated cut; None (warned once) when it publishes none."""
+        key = (provenance.model, provenance.version)
+        if key not in self._md_cuts:
+            try:
+                self._md_cuts[key] = served_mass_decorrelated_cut(self.client, provenance, MD_QCD_EFFICIENCY)
+            except LookupError as exc:
+                log.warning("hepsonic-reco: jet_md_cut is NaN for these jets: %s", exc)
+                self._md_cuts[key] = None
+        return self._md_cuts[key]
+
+    def collect(self, pending: _Pending, peak_finder: vertex_physics.PeakFinder | None) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        for task, task_futures in futures.items():
+        for task, task_futures in pending.futures.items():
             results = [f.result() for f in task_futures]
             for result in results:
                 self.provenance[f"{task}:{result.provenance.model}"] = result.provenance
             if task == "jets":
                 row["jet_p_top"] = np.array([r["softmax"][0] for r in results], np.float32)
+                row["jet_mass"] = pending.jet_mass.astype(np.float32)
+                # The P(top) threshold of the mass-decorrelated working point at each jet's mass: a version
+                # may answer mid-run (a rollout), so each jet gets its own answering version's cut.
+                cuts = [self._md_cut(r.provenance) for r in results]
+                row["jet_md_cut"] = np.array(
+                    [
+                        np.nan if cut is None else cut.threshold([mass])[0]
+                        for cut, mass in zip(cuts, pending.jet_mass, strict=True)
+                    ],
+                    np.float32,
+                )
             elif task == "electrons":
                 row["el_discriminant"] = np.array([r["discriminant"][0] for r in results], np.float32)
             elif task == "vertices":
@@ -251,7 +291,7 @@ def run(
                 for event in chunk:
                     pending.append(job.submit(event, number))
                     number += 1
-                rows.extend(job.collect(futures, peak_finder) for futures in pending)
+                rows.extend(job.collect(submitted, peak_finder) for submitted in pending)
                 bar.update(len(pending))
             bar.close()
     finally:

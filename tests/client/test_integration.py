@@ -230,6 +230,13 @@ def test_reco_job_service_and_local_outputs_agree(stack, tmp_path: Path) -> None
         assert b"hepsonic_provenance" in outputs[mode].schema.metadata
     service, local = (outputs[m].to_pydict() for m in ("service", "local"))
     assert service.keys() == local.keys()
+    if "jets" in tasks:
+        # Every jet gets its mass and the served mass-decorrelated cut at that mass.
+        masses = np.concatenate([np.asarray(m, float) for m in service["jet_mass"]])
+        cuts = np.concatenate([np.asarray(c, float) for c in service["jet_md_cut"]])
+        assert masses.size == cuts.size > 0
+        assert (masses > 0).all()
+        assert ((cuts > 0) & (cuts < 1)).all()
     for column in service:
         for got, want in zip(service[column], local[column], strict=True):
             np.testing.assert_allclose(
