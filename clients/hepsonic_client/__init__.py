@@ -38,6 +38,7 @@ from ._helpers import (
     score_electrons,
     served_mass_decorrelated_cut,
     served_peak_finder,
+    served_vertex_fit,
     simulate_showers,
     tag_jets,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "score_electrons",
     "served_mass_decorrelated_cut",
     "served_peak_finder",
+    "served_vertex_fit",
     "simulate_showers",
     "sweep_stale_regions",
     "tag_jets",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ __all__ = [
     "score_electrons",
     "served_mass_decorrelated_cut",
     "served_peak_finder",
+    "served_vertex_fit",
     "simulate_showers",
     "tag_jets",
 ]
@@ -75,8 +76,11 @@ class PrimaryVertices:
     """``pv_finder`` output per event: the probability histogram and the vertex z list (mm)."""
 
     pv_prob: F32
+    #: Per event, the vertices' z (mm): fitted to the tracks when a vertex fit ran, else the peaks' z.
     z: list[npt.NDArray[np.float64]]
     provenance: Provenance
+    #: Per event, the fitted vertices (x, y, z, sigma_z, tracks); None when no vertex fit ran.
+    fitted: list[vertices.FittedVertices] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -196,22 +200,40 @@ def served_mass_decorrelated_cut(
     raise LookupError(msg)
 
 
+def served_vertex_fit(client: SupportsInfer, provenance: Provenance) -> vertices.VertexFit | None:
+    """The vertex fit that the pv_finder version which answered publishes (its peak-finder cuts were chosen
+    for the fitted positions); None when it publishes none (a version whose cuts are for the peaks as they are)."""
+    text = None
+    if isinstance(client, SupportsParameters) and provenance.version:
+        text = client.model_parameter(provenance.model, vertices.VERTEX_FIT_PARAMETER, provenance.version)
+    return None if text is None else vertices.VertexFit.from_json(text)
+
+
 def find_primary_vertices(
     client: SupportsInfer,
     tracks: Sequence[vertices.Tracks],
     *,
     peak_finder: vertices.PeakFinder | None = None,
+    vertex_fit: vertices.VertexFit | Literal[False] | None = None,
 ) -> PrimaryVertices:
-    """PV z positions (mm) per event from each event's reconstructed tracks (:class:`~.vertices.Tracks`).
+    """PV positions (mm) per event from each event's reconstructed tracks (:class:`~.vertices.Tracks`).
 
-    Without ``peak_finder`` the cuts are the operating point that the answering version publishes
-    (:func:`served_peak_finder`).
+    The peaks of ``pv_prob`` seed vertices that are fitted to the tracks. Without ``peak_finder`` the cuts,
+    and without ``vertex_fit`` the fit, are the operating point that the answering version publishes
+    (:func:`served_peak_finder`, :func:`served_vertex_fit`); ``vertex_fit=False`` keeps the peaks' z.
     """
+    if len(tracks) == 0:
+        raise ValueError("pv_finder: find_primary_vertices needs the tracks of at least one event")
     kde = np.stack([vertices.build_kde(event) for event in tracks])
     result = client.infer("pv_finder", {"kde": kde})
     finder = peak_finder or served_peak_finder(client, result.provenance)
+    fit = served_vertex_fit(client, result.provenance) if vertex_fit is None else vertex_fit or None
     prob = result["pv_prob"]
-    return PrimaryVertices(pv_prob=prob, z=[finder(row) for row in prob], provenance=result.provenance)
+    peaks = [finder(row) for row in prob]
+    if fit is None:
+        return PrimaryVertices(pv_prob=prob, z=peaks, provenance=result.provenance)
+    fitted = [fit(event, seeds) for event, seeds in zip(tracks, peaks, strict=True)]
+    return PrimaryVertices(pv_prob=prob, z=[f.z for f in fitted], provenance=result.provenance, fitted=fitted)
 
 
 def simulate_showers(

@@ -9,7 +9,8 @@ same inferences in-process with onnxruntime on ``model_repository/``.
 
 Per event: ``jet_p_top``, ``jet_mass`` (GeV) and ``jet_md_cut`` (the P(top) threshold of the tagger's 1%
 mass-decorrelated working point at that mass: ``jet_p_top >= jet_md_cut`` selects top-like jets without
-sculpting the QCD mass), ``el_discriminant``, ``pv_z``, ``pv_prob_sum`` and the showers' layer energies and cells.
+sculpting the QCD mass), ``el_discriminant``, ``pv_z`` (the vertices fitted to the tracks at the peaks of
+``pv_prob``), ``pv_prob_sum`` and the showers' layer energies and cells.
 
     hepsonic-reco sample events.root --events 200          # a sample input file
     hepsonic-reco run events.root -o out.parquet --server grpc://127.0.0.1:8081
@@ -35,7 +36,7 @@ import numpy.typing as npt
 from ._batcher import Batcher
 from ._client import Client
 from ._exceptions import HepsonicError
-from ._helpers import served_mass_decorrelated_cut, served_peak_finder
+from ._helpers import served_mass_decorrelated_cut, served_peak_finder, served_vertex_fit
 from ._local import OnnxRuntimeTransport
 from ._options import BatchingOptions, FallbackOptions
 from ._result import InferResult, Provenance, write_provenance
@@ -116,6 +117,8 @@ class _Pending:
     futures: dict[str, list[Future[InferResult]]]
     #: GeV, one per jet (the sum of its constituents).
     jet_mass: npt.NDArray[np.float64]
+    #: The event's tracks, which the vertex fit needs (None without the vertices task).
+    tracks: vertex_physics.Tracks | None = None
 
 
 class _Job:
@@ -136,6 +139,7 @@ class _Job:
     def submit(self, event: Any, number: int) -> _Pending:
         futures: dict[str, list[Future[InferResult]]] = {}
         jet_mass = np.zeros(0)
+        tracks = None
         if "jets" in self.batchers:
             jet_of = np.asarray(event["pf_jet"])
             order = np.argsort(jet_of, kind="stable")  # constituents grouped by jet for padding
@@ -179,7 +183,7 @@ class _Job:
                     self.batchers["showers"].submit({"z": inputs["z"][i], "energy": inputs["energy"][i]})
                     for i in range(energies.size)
                 ]
-        return _Pending(futures, jet_mass)
+        return _Pending(futures, jet_mass, tracks)
 
     def _md_cut(self, provenance: Provenance) -> jet_physics.MassDecorrelatedCut | None:
         """The answering tagger version's mass-decorrelated cut; None (warned once) when it publishes none."""
@@ -216,7 +220,11 @@ class _Job:
             elif task == "vertices":
                 prob = results[0]["pv_prob"]
                 finder = peak_finder or served_peak_finder(self.client, results[0].provenance)
-                row["pv_z"] = finder(prob).astype(np.float32)
+                z = finder(prob)
+                fit = served_vertex_fit(self.client, results[0].provenance)
+                if fit is not None and pending.tracks is not None:
+                    z = fit(pending.tracks, z).z
+                row["pv_z"] = z.astype(np.float32)
                 row["pv_prob_sum"] = np.float32(prob.sum())
             elif task == "showers":
                 for layer in ("layer_0", "layer_1", "layer_2"):

@@ -13,7 +13,7 @@ EXPECTED = {
     "NoServerAvailableError", "OnnxRuntimeTransport", "OverloadedError", "PrimaryVertices", "Provenance",
     "Reply", "RequestTimeoutError", "RetryPolicy", "SharedMemory", "Showers", "SupportsInfer",
     "TensorMetadata", "Timeouts", "Transport", "TransportError", "UnavailableError", "__version__",
-    "find_primary_vertices", "free_port", "score_electrons", "served_mass_decorrelated_cut", "served_peak_finder", "simulate_showers", "sweep_stale_regions", "tag_jets",
+    "find_primary_vertices", "free_port", "score_electrons", "served_mass_decorrelated_cut", "served_peak_finder", "served_vertex_fit", "simulate_showers", "sweep_stale_regions", "tag_jets",
     "write_provenance",
 }  # fmt: skip
 

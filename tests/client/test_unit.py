@@ -24,7 +24,7 @@ from hepsonic_client import (
     TensorMetadata,
 )
 from hepsonic_client.physics import jets
-from hepsonic_client.physics.vertices import PeakFinder, toy_tracks
+from hepsonic_client.physics.vertices import PeakFinder, VertexFit, toy_tracks
 
 META = ModelMetadata(
     name="double",
@@ -419,3 +419,37 @@ def test_jets_use_the_published_mass_decorrelated_cut_or_say_what_is_missing() -
         LookupError, match="particlenet_lite version '1' publishes no 'mass_decorrelated_cuts'"
     ):
         hc.served_mass_decorrelated_cut(silent, hc.tag_jets(silent, constituents).provenance)
+
+
+def test_vertices_are_fitted_to_the_tracks_when_the_version_publishes_a_fit() -> None:
+    rng = np.random.default_rng(4)
+    tracks = [toy_tracks([50.0, 120.0], [40, 40], rng)]
+
+    def offset_bumps(request: MockRequest) -> dict[str, np.ndarray]:
+        # The network's peaks 0.3 mm off the vertices: the fit to the tracks brings them back.
+        z = np.linspace(-100, 300, 4000, endpoint=False) + 0.05
+        prob = np.exp(-0.5 * ((z - 50.3) / 0.2) ** 2) + np.exp(-0.5 * ((z - 119.7) / 0.2) ** 2)
+        return {"pv_prob": np.tile(prob.astype(np.float32), (len(request.inputs["kde"]), 1))}
+
+    published = {"peak_finder/1": '{"threshold": 0.5}', "vertex_fit/1": VertexFit(chi2_cut=9.0).to_json()}
+
+    class Publishing(MockTransport):
+        def config_parameter(self, model: str, key: str, *, timeout: float | None) -> str | None:
+            return published.get(key)
+
+    client = Client(transport=Publishing(offset_bumps, sha256="abc"), retry=FAST, validate_inputs=False)
+    assert hc.served_vertex_fit(client, hc.find_primary_vertices(client, tracks).provenance) == VertexFit(
+        chi2_cut=9.0
+    )
+    found = hc.find_primary_vertices(client, tracks)
+    np.testing.assert_allclose(found.z[0], [50.0, 120.0], atol=0.1)
+    assert found.fitted is not None
+    np.testing.assert_allclose(found.fitted[0].n_tracks, [40, 40], atol=3)
+    peaks = hc.find_primary_vertices(client, tracks, vertex_fit=False)  # the peaks as they are
+    np.testing.assert_allclose(peaks.z[0], [50.3, 119.7], atol=0.05)
+    assert peaks.fitted is None
+    del published["vertex_fit/1"]  # a version published before fits: its peaks are its answer
+    client = Client(transport=Publishing(offset_bumps, sha256="abc"), retry=FAST, validate_inputs=False)
+    np.testing.assert_allclose(hc.find_primary_vertices(client, tracks).z[0], [50.3, 119.7], atol=0.05)
+    with pytest.raises(ValueError, match="at least one event"):
+        hc.find_primary_vertices(client, [])

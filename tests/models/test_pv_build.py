@@ -11,7 +11,15 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from hepsonic_client.physics.vertices import N_BINS, PEAK_FINDER_PARAMETER, PeakFinder, build_kde, toy_tracks
+from hepsonic_client.physics.vertices import (
+    N_BINS,
+    PEAK_FINDER_PARAMETER,
+    VERTEX_FIT_PARAMETER,
+    PeakFinder,
+    VertexFit,
+    build_kde,
+    toy_tracks,
+)
 from hepsonic_models.context import BuildContext
 from hepsonic_models.export import export_version, sha256_file
 from hepsonic_models.pv import GeneratorSettings, PVUNet, build, generate_collisions
@@ -49,7 +57,8 @@ def test_smoke_build_exports_a_servable_model(smoke_build: BuildContext) -> None
     # The operating point in the card is the one the config publishes to clients.
     finder = PeakFinder.from_json(config.parameters[f"{PEAK_FINDER_PARAMETER}/1"].string_value)
     assert f"PeakFinder(threshold={finder.threshold:g}, " in card
-    assert f"min_width={finder.min_width})`, published in `config.pbtxt`" in card
+    fit = VertexFit.from_json(config.parameters[f"{VERTEX_FIT_PARAMETER}/1"].string_value)
+    assert f"min_width={finder.min_width})` and the vertex fit `{fit!r}`, published in `config.pbtxt`" in card
     assert "SMOKE BUILD" in card
     assert sha256_file(onnx_path) in card
     assert "hepsonic-build-models" in card

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from hepsonic_client.physics.vertices import N_BINS, bin_centers
+from hepsonic_client.physics.vertices import N_BINS, VertexFit, bin_centers, toy_tracks
 from hepsonic_models.pv import (
     CollisionSample,
     GeneratorSettings,
     PVUNet,
+    SeedFit,
     Truth,
+    choose_finder,
     ideal_vertex_efficiency,
     make_targets,
     match_vertices,
@@ -62,6 +64,44 @@ def test_scan_peak_finder_on_perfect_and_noisy_outputs() -> None:
     assert grid.shape == (2, 1, 1, 2)
     np.testing.assert_allclose(grid[0, 0, 0], [1.0, 0.5])  # the 0.3 bump is one FP in two events
     np.testing.assert_allclose(grid[1, 0, 0], [1.0, 0.0])
+    # A refinement of the peaks is scored instead of the peaks: moved 0.6 mm, none is found.
+    moved = scan_peak_finder(values, truth, [0.2, 0.5], [0.0], [1], refine=lambda event, z: z + 0.6)
+    np.testing.assert_allclose(moved[:, 0, 0, 0], [0.0, 0.0])
+
+
+def test_choose_finder_keeps_a_counting_error_away_from_the_budget() -> None:
+    # 100 events, one true PV each at 0 mm; a fake bump at 100 mm in the first k events.
+    centers = bin_centers()
+    truth = _truth([[(0.0, 10)] for _ in range(100)])
+    values = np.tile(np.exp(-0.5 * (centers / 0.1) ** 2), (100, 1)).astype(np.float32)
+    values[:10] += 0.4 * np.exp(-0.5 * ((centers - 100.0) / 0.1) ** 2)  # 0.1 FP/event below 0.4
+    values[90:] *= 0.4  # ... and 10% of the PVs only found below 0.4
+    choice = choose_finder(values, truth, [0.3, 0.45], [0.0], [1], fp_budget=0.1)
+    # Threshold 0.3 finds every PV at 0.1 FP/event: on the budget's nose, within its counting error of
+    # +-0.03. The margin takes the threshold without the fakes.
+    assert choice.finder.threshold == 0.45
+    assert choice.val_efficiency == pytest.approx(0.9)
+    assert choice.val_fp_per_event == 0.0
+    assert choose_finder(values, truth, [0.3, 0.45], [0.0], [1], fp_budget=0.14).finder.threshold == 0.3
+
+
+def test_seed_fit_fits_each_crossing_once_per_seed_set() -> None:
+    rng = np.random.default_rng(2)
+    crossings = [toy_tracks([20.0, 60.0], [25, 25], rng), toy_tracks([-30.0], [25], rng)]
+    calls: list[int] = []
+
+    def tracks(i: int):
+        calls.append(i)
+        return crossings[i]
+
+    refine = SeedFit(tracks, VertexFit())
+    event = np.array([0, 0, 1])
+    seeds = np.array([20.4, 59.7, -30.3])
+    fitted = refine(event, seeds)
+    np.testing.assert_allclose(fitted, [20.0, 60.0, -30.0], atol=0.15)
+    np.testing.assert_array_equal(refine(event, seeds), fitted)
+    assert calls == [0, 1]  # the second call came from the cache
+    assert refine(np.array([], dtype=np.int64), np.array([])).size == 0
 
 
 def test_targets_are_bumps_at_counted_pvs_and_mask_low_track_pvs() -> None:

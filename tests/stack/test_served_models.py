@@ -19,7 +19,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from hepsonic_client import Client, find_primary_vertices
-from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, PeakFinder, toy_tracks
+from hepsonic_client.physics.vertices import (
+    PEAK_FINDER_PARAMETER,
+    VERTEX_FIT_PARAMETER,
+    PeakFinder,
+    VertexFit,
+    toy_tracks,
+)
 from hepsonic_models.export import VERSION_PARAMETERS_FILE
 from hepsonic_triton import ModelEntry, TritonServer, load_repository
 
@@ -164,10 +170,11 @@ def test_concurrent_requests_are_merged_by_the_dynamic_batcher(stack: Stack) -> 
 
 @pytest.mark.parametrize("front", ["triton-grpc", "gateway-http", "gateway-grpc"])
 def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front: str) -> None:
-    """The peak-finder cuts chosen for pv_finder v1 at build time reach a client from the server that answered,
-    and find_primary_vertices applies them by default."""
+    """The peak-finder cuts and the vertex fit chosen for pv_finder v1 at build time reach a client from the
+    server that answered, and find_primary_vertices applies them by default."""
     published = json.loads((MODEL_REPOSITORY / "pv_finder" / "1" / VERSION_PARAMETERS_FILE).read_text())
-    expected = PeakFinder.from_json(published[PEAK_FINDER_PARAMETER])
+    finder = PeakFinder.from_json(published[PEAK_FINDER_PARAMETER])
+    fit = VertexFit.from_json(published[VERTEX_FIT_PARAMETER])
     url = {
         "triton-grpc": f"grpc://{stack.triton_grpc}",
         "gateway-http": f"http://{stack.gateway_http}",
@@ -183,7 +190,7 @@ def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front:
         assert client.model_parameter("pv_finder", "no_such_parameter", 1) is None
         found = find_primary_vertices(client, tracks)
     assert found.provenance.version == "1"
-    for prob, z in zip(found.pv_prob, found.z, strict=True):
-        np.testing.assert_array_equal(z, expected(prob))
+    for prob, event, z in zip(found.pv_prob, tracks, found.z, strict=True):
+        np.testing.assert_array_equal(z, fit(event, finder(prob)).z)
     for z in found.z:
         np.testing.assert_allclose(z, [80.0, 100.0, 130.0], atol=0.5)

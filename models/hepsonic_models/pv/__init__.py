@@ -9,7 +9,7 @@ The KDE builder and the peak finder live in :mod:`hepsonic_client.physics.vertic
 """
 
 from ._build import FULL, SMOKE, PVBuildConfig, build, report
-from ._evaluate import Curve, FinderChoice, choose_finder, evaluate, scan_curve
+from ._evaluate import Curve, FinderChoice, SeedFit, choose_finder, evaluate, scan_curve
 from ._generator import (
     CollisionSample,
     CrossingSample,
@@ -35,6 +35,7 @@ __all__ = [
     "MatchResult",
     "PVBuildConfig",
     "PVUNet",
+    "SeedFit",
     "TrainResult",
     "TrainSettings",
     "Truth",

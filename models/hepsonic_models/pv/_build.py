@@ -13,14 +13,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER
+from hepsonic_client.physics.vertices import PEAK_FINDER_PARAMETER, VERTEX_FIT_PARAMETER, VertexFit
 
 from ..context import BuildContext
 from ..export import ExportInfo, export_version, publish_parameters, run_served, write_model_card
 from ..report import BUILD_RECORD, check_served_file, read_build_record
 from ..specs import SPECS
 from ._config import BASELINE_CHANNEL, FULL, SMOKE, PVBuildConfig
-from ._evaluate import choose_finder, evaluate, scan_curve
+from ._evaluate import SeedFit, choose_finder, evaluate, scan_curve
 from ._generator import (
     CrossingSample,
     GeneratorSettings,
@@ -47,6 +47,10 @@ NN_INTEGRALS = (0.0, 0.02, 0.05, 0.1, 0.15)
 KDE_THRESHOLDS = np.round(np.geomspace(0.5, 500.0, 61), 3)
 KDE_INTEGRALS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 MIN_WIDTHS = (1, 2, 3, 4)
+#: The vertex fit of the found peaks, served with the model (``vertex_fit/<version>``). With cuts chosen on
+#: validation crossings it raises the U-Net's test efficiency at <= 0.1 FP/event from 77.0% to 81.1%; its
+#: settings barely matter (chi2_cut 9 / 16 / 25, 5 or 10 iterations: within 0.1 point on validation).
+VERTEX_FIT = VertexFit()
 
 
 def _truth(sample: object) -> Truth:
@@ -149,28 +153,47 @@ def report(name: str, ctx: BuildContext) -> Path:
     truths = {label: _truth(sample) for label, sample in samples.items()}
     threads = max(1, ctx.jobs)
 
-    # Peak-finder cuts for both methods are chosen on the validation sample only.
+    # Both methods fit their peaks' vertices to the tracks with the same fit; their peak-finder cuts are chosen
+    # for the fitted positions, on the validation sample only.
+    fits = {label: SeedFit(sample.tracks, VERTEX_FIT) for label, sample in samples.items()}
     val_prob = _served_prob(onnx_path, samples["val"].kde, threads)
-    nn_choice = choose_finder(val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS)
+    nn_choice = choose_finder(
+        val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS, refine=fits["val"]
+    )
+    seeds_choice = choose_finder(val_prob, truths["val"], NN_THRESHOLDS, NN_INTEGRALS, MIN_WIDTHS)
     val_kde = np.ascontiguousarray(samples["val"].kde[:, BASELINE_CHANNEL])
-    kde_choice = choose_finder(val_kde, truths["val"], KDE_THRESHOLDS, KDE_INTEGRALS, MIN_WIDTHS)
-    # Served with the model, so a client's default cuts are always this version's.
+    kde_choice = choose_finder(
+        val_kde, truths["val"], KDE_THRESHOLDS, KDE_INTEGRALS, MIN_WIDTHS, refine=fits["val"]
+    )
+    # Served with the model, so a client's default cuts and fit are always this version's.
     publish_parameters(
-        SPECS[MODEL_NAME], Path(ctx.repository), 1, {PEAK_FINDER_PARAMETER: nn_choice.finder.to_json()}
+        SPECS[MODEL_NAME],
+        Path(ctx.repository),
+        1,
+        {PEAK_FINDER_PARAMETER: nn_choice.finder.to_json(), VERTEX_FIT_PARAMETER: VERTEX_FIT.to_json()},
     )
 
     test_prob = _served_prob(onnx_path, samples["test"].kde, threads)
     test_kde = np.ascontiguousarray(samples["test"].kde[:, BASELINE_CHANNEL])
+    test_fit = fits["test"]
     scores = {
         "nn": MethodScore(
             choice=nn_choice,
-            test=evaluate(test_prob, truths["test"], nn_choice.finder),
-            curve=scan_curve(test_prob, truths["test"], nn_choice.finder, NN_THRESHOLDS),
+            test=evaluate(test_prob, truths["test"], nn_choice.finder, refine=test_fit),
+            curve=scan_curve(test_prob, truths["test"], nn_choice.finder, NN_THRESHOLDS, refine=test_fit),
+            fit=VERTEX_FIT,
         ),
         "kde": MethodScore(
             choice=kde_choice,
-            test=evaluate(test_kde, truths["test"], kde_choice.finder),
-            curve=scan_curve(test_kde, truths["test"], kde_choice.finder, KDE_THRESHOLDS),
+            test=evaluate(test_kde, truths["test"], kde_choice.finder, refine=test_fit),
+            curve=scan_curve(test_kde, truths["test"], kde_choice.finder, KDE_THRESHOLDS, refine=test_fit),
+            fit=VERTEX_FIT,
+        ),
+        # For comparison: the network's peaks as they are (how versions without a published fit are used).
+        "nn_seeds": MethodScore(
+            choice=seeds_choice,
+            test=evaluate(test_prob, truths["test"], seeds_choice.finder),
+            curve=scan_curve(test_prob, truths["test"], seeds_choice.finder, NN_THRESHOLDS),
         ),
     }
 

@@ -10,7 +10,8 @@ from ._train import TrainSettings
 __all__ = ["BASELINE_CHANNEL", "FULL", "SMOKE", "PVBuildConfig"]
 
 #: The KDE-only baseline runs the peak finder on this input channel: the 3D kernel (pv-finder's KDE-A), the
-#: stronger of the two raw kernels (test crossings at <= 0.1 FP/event: 47.8% efficiency vs 34.0% on ``kde[0]``).
+#: stronger of the two raw kernels (test crossings at <= 0.1 FP/event, peak finder without the vertex fit: 47.8%
+#: efficiency vs 34.0% on ``kde[0]``).
 BASELINE_CHANNEL = 1
 
 
