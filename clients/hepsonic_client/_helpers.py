@@ -8,10 +8,11 @@ use, calls the service, and returns named arrays with the provenance of the answ
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,7 @@ __all__ = [
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+T = TypeVar("T")
 
 log = logging.getLogger("hepsonic_client")
 
@@ -132,12 +134,10 @@ def tag_jets(
         del tensors["pf_vectors"]
     softmax = client.infer(model, tensors)
     probabilities = softmax["softmax"]
-    p4 = np.asarray(constituents, dtype=np.float64)
-    summed = np.where(p4[..., 3:] > 0, p4, 0.0).sum(axis=1)  # the axis build_tagger_inputs uses by default
     return JetTags(
         p_top=probabilities[:, 0],
         p_qcd=probabilities[:, 1],
-        jet_mass=jets.jet_mass(summed if jet_p4 is None else jet_p4),
+        jet_mass=jets.jet_mass(jets.sum_constituents(constituents) if jet_p4 is None else jet_p4),
         provenance=softmax.provenance,
     )
 
@@ -149,13 +149,26 @@ class SupportsParameters(Protocol):
     def model_parameter(self, model: str, key: str, version: int | str) -> str | None: ...
 
 
+@functools.lru_cache(maxsize=64)
+def _parse(parse: Callable[[str], T], text: str) -> T:
+    # A reconstruction job asks for every event: the published text is parsed once.
+    return parse(text)
+
+
+def _served(client: SupportsInfer, provenance: Provenance, key: str, parse: Callable[[str], T]) -> T | None:
+    """The parameter ``key`` that the answering model version publishes, parsed; None when it publishes none
+    (or the client cannot read model parameters)."""
+    if not (isinstance(client, SupportsParameters) and provenance.version):
+        return None
+    text = client.model_parameter(provenance.model, key, provenance.version)
+    return None if text is None else _parse(parse, text)
+
+
 def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertices.PeakFinder:
     """The peak-finder cuts published by the pv_finder version that answered (its operating point, chosen on
     validation crossings when it was built); :data:`FALLBACK_PEAK_FINDER`, with a warning, when it has none."""
-    text = None
-    if isinstance(client, SupportsParameters) and provenance.version:
-        text = client.model_parameter(provenance.model, vertices.PEAK_FINDER_PARAMETER, provenance.version)
-    if text is None:
+    finder = _served(client, provenance, vertices.PEAK_FINDER_PARAMETER, vertices.PeakFinder.from_json)
+    if finder is None:
         # Once per version: a reconstruction job asks for every event.
         if (provenance.model, provenance.version) not in _WARNED:
             _WARNED.add((provenance.model, provenance.version))
@@ -167,7 +180,7 @@ def served_peak_finder(client: SupportsInfer, provenance: Provenance) -> vertice
                 FALLBACK_PEAK_FINDER,
             )
         return FALLBACK_PEAK_FINDER
-    return vertices.PeakFinder.from_json(text)
+    return finder
 
 
 def served_mass_decorrelated_cut(
@@ -179,16 +192,15 @@ def served_mass_decorrelated_cut(
         tags = tag_jets(client, constituents)
         top_like = served_mass_decorrelated_cut(client, tags.provenance).passes(tags.p_top, tags.jet_mass)
     """
-    text = None
-    if isinstance(client, SupportsParameters) and provenance.version:
-        text = client.model_parameter(provenance.model, jets.MASS_DECORRELATED_PARAMETER, provenance.version)
-    if text is None:
+    cuts = _served(
+        client, provenance, jets.MASS_DECORRELATED_PARAMETER, jets.mass_decorrelated_cuts_from_json
+    )
+    if cuts is None:
         msg = (
             f"{provenance.model} version {provenance.version!r} publishes no "
             f"{jets.MASS_DECORRELATED_PARAMETER!r} parameter (or this client cannot read model parameters)"
         )
         raise LookupError(msg)
-    cuts = jets.mass_decorrelated_cuts_from_json(text)
     for cut in cuts:
         if np.isclose(cut.qcd_efficiency, qcd_efficiency):
             return cut
@@ -203,10 +215,7 @@ def served_mass_decorrelated_cut(
 def served_vertex_fit(client: SupportsInfer, provenance: Provenance) -> vertices.VertexFit | None:
     """The vertex fit that the pv_finder version which answered publishes (its peak-finder cuts were chosen
     for the fitted positions); None when it publishes none (a version whose cuts are for the peaks as they are)."""
-    text = None
-    if isinstance(client, SupportsParameters) and provenance.version:
-        text = client.model_parameter(provenance.model, vertices.VERTEX_FIT_PARAMETER, provenance.version)
-    return None if text is None else vertices.VertexFit.from_json(text)
+    return _served(client, provenance, vertices.VERTEX_FIT_PARAMETER, vertices.VertexFit.from_json)
 
 
 def find_primary_vertices(

@@ -151,7 +151,7 @@ class _Job:
             futures["jets"] = []
             if n_jets:
                 padded = jet_physics.pad_constituents(p4, np.bincount(jet_of, minlength=n_jets))
-                jet_mass = jet_physics.jet_mass(padded.sum(axis=1))  # padding rows are zero
+                jet_mass = jet_physics.jet_mass(jet_physics.sum_constituents(padded))
                 tensors = jet_physics.build_tagger_inputs(padded)
                 if self.jet_model != "part_small":
                     del tensors["pf_vectors"]

@@ -16,6 +16,7 @@ from hepsonic_client.physics.jets import (
     mass_decorrelated_cuts_from_json,
     mass_decorrelated_cuts_to_json,
     pad_constituents,
+    sum_constituents,
 )
 
 
@@ -36,6 +37,7 @@ def test_public_api() -> None:
         "mass_decorrelated_cuts_from_json",
         "mass_decorrelated_cuts_to_json",
         "pad_constituents",
+        "sum_constituents",
     }
 
 
@@ -123,6 +125,15 @@ def _mass_correlated_qcd(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     mass = rng.gamma(3.0, 25.0, n)
     logit = -6.0 + 4.0 * np.exp(-0.5 * ((mass - 172.0) / 25.0) ** 2) + rng.normal(0.0, 1.0, n)
     return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32), mass
+
+
+def test_jet_four_momentum_sums_the_real_constituents() -> None:
+    constituents = np.array(
+        [[[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 2.0], [9.0, 9.0, 9.0, 0.0]]]
+    )  # last: padding
+    np.testing.assert_allclose(sum_constituents(constituents), [[2.0, 3.0, 4.0, 6.0]])
+    with pytest.raises(ValueError, match=r"expected \(n_jets, n_particles, 4\)"):
+        sum_constituents(np.ones((2, 4)))
 
 
 def test_jet_mass_of_known_four_vectors() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "mass_decorrelated_cuts_from_json",
     "mass_decorrelated_cuts_to_json",
     "pad_constituents",
+    "sum_constituents",
 ]
 
 #: Constituents per jet seen by the taggers (weaver/CMS convention).
@@ -135,7 +136,7 @@ def build_tagger_inputs(
     p4 = np.where(real[..., None], p4, 0.0)
 
     if jet_p4 is None:
-        jet = p4.sum(axis=1)
+        jet = sum_constituents(p4)
     else:
         jet = np.asarray(jet_p4, dtype=np.float64)
         if jet.shape != (n_jets, 4):
@@ -194,6 +195,18 @@ MASS_GRID_GEV: tuple[float, ...] = tuple(float(m) for m in np.arange(0.0, 301.0,
 
 # P(top) comes as float32, so it can be exactly 0 or 1: the logit is taken of a clipped copy.
 _LOGIT_CLIP = 1e-9
+
+
+def sum_constituents(constituents: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Jet four-momenta ``(n_jets, 4)`` from constituents ``(n_jets, n, 4)`` px, py, pz, E (GeV): the sum of the
+    rows with E > 0 (the others are padding). The taggers' default jet axis."""
+    p4 = np.asarray(constituents, dtype=np.float64)
+    if p4.ndim != 3 or p4.shape[2] != 4:
+        raise ValueError(
+            f"jet constituents: expected (n_jets, n_particles, 4) px, py, pz, E; got shape {p4.shape}"
+        )
+    summed: npt.NDArray[np.float64] = np.where(p4[..., 3:] > 0, p4, 0.0).sum(axis=1)
+    return summed
 
 
 def jet_mass(jet_p4: npt.ArrayLike) -> npt.NDArray[np.float64]:
