@@ -45,6 +45,7 @@ from ._report import (
     format_rejection,
     plot_validation,
     rejection_text,
+    rejection_with_error,
     verdict,
 )
 from ._train import TrainingSettings, train_tagger
@@ -270,9 +271,7 @@ def _beats(network: RocSummary, baseline: RocSummary) -> str:
 def _rejection_with_error(point: DecorrelatedPoint) -> str:
     if point.n_background_pass == 0:
         return "> (no QCD jet passes)"
-    rejection = 1.0 / point.background_efficiency
-    error = rejection / np.sqrt(point.n_background_pass)  # binomial counting error
-    return f"{rejection:.0f} ± {error:.0f}" if error >= 1 else f"{rejection:.1f} ± {error:.1f}"
+    return rejection_with_error(1.0 / point.background_efficiency, point.n_background_pass)
 
 
 def _headline_decorrelated_row(point: DecorrelatedPoint | None) -> str:

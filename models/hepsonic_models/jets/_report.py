@@ -191,10 +191,14 @@ def format_rejection(summary: RocSummary) -> str:
     """1/ε_B at 30% as text (a lower bound when no background jet passes)."""
     if np.isinf(summary.rejection_at_30):
         return f"> {summary.rejection_lower_bound:.0f} (no QCD jet passes)"
-    # Binomial counting error: relative error 1/sqrt(number of QCD jets passing).
     passing = summary.n_background / summary.rejection_at_30
-    error = summary.rejection_at_30 / np.sqrt(passing)
-    return f"{summary.rejection_at_30:.0f} ± {error:.0f} ({passing:.0f} QCD jets pass)"
+    return f"{rejection_with_error(summary.rejection_at_30, passing)} ({passing:.0f} QCD jets pass)"
+
+
+def rejection_with_error(rejection: float, passing: float) -> str:
+    """1/ε_B with its binomial counting error (relative error 1/sqrt(number of QCD jets passing))."""
+    error = rejection / np.sqrt(passing)
+    return f"{rejection:.0f} ± {error:.0f}" if error >= 1 else f"{rejection:.1f} ± {error:.1f}"
 
 
 def verdict(passed: bool) -> str:
