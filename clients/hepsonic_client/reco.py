@@ -9,8 +9,8 @@ same inferences in-process with onnxruntime on ``model_repository/``.
 
 Per event: ``jet_p_top``, ``jet_mass`` (GeV) and ``jet_md_cut`` (the P(top) threshold of the tagger's 1%
 mass-decorrelated working point at that mass: ``jet_p_top >= jet_md_cut`` selects top-like jets without
-sculpting the QCD mass), ``el_discriminant``, ``pv_z`` (the vertices fitted to the tracks at the peaks of
-``pv_prob``), ``pv_prob_sum`` and the showers' layer energies and cells.
+sculpting the QCD mass), ``el_discriminant``, ``pv_x``, ``pv_y``, ``pv_z`` (mm; the vertices fitted to the tracks
+at the peaks of ``pv_prob``), ``pv_prob_sum`` and the showers' layer energies and cells.
 
     hepsonic-reco sample events.root --events 200          # a sample input file
     hepsonic-reco run events.root -o out.parquet --server grpc://127.0.0.1:8081
@@ -221,10 +221,13 @@ class _Job:
                 prob = results[0]["pv_prob"]
                 finder = peak_finder or served_peak_finder(self.client, results[0].provenance)
                 z = finder(prob)
+                # Without a published fit (an older version) the transverse position is unknown: NaN.
+                x = y = np.full(z.size, np.nan)
                 fit = served_vertex_fit(self.client, results[0].provenance)
                 if fit is not None and pending.tracks is not None:
-                    z = fit(pending.tracks, z).z
-                row["pv_z"] = z.astype(np.float32)
+                    fitted = fit(pending.tracks, z)
+                    x, y, z = fitted.x, fitted.y, fitted.z
+                row["pv_x"], row["pv_y"], row["pv_z"] = (v.astype(np.float32) for v in (x, y, z))
                 row["pv_prob_sum"] = np.float32(prob.sum())
             elif task == "showers":
                 for layer in ("layer_0", "layer_1", "layer_2"):

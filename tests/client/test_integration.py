@@ -230,6 +230,12 @@ def test_reco_job_service_and_local_outputs_agree(stack, tmp_path: Path) -> None
         assert b"hepsonic_provenance" in outputs[mode].schema.metadata
     service, local = (outputs[m].to_pydict() for m in ("service", "local"))
     assert service.keys() == local.keys()
+    if "vertices" in tasks:
+        # The served version publishes its vertex fit: every vertex has its fitted transverse position.
+        x = np.concatenate([np.asarray(v, float) for v in service["pv_x"]])
+        assert x.size == np.concatenate([np.asarray(v, float) for v in service["pv_z"]]).size > 0
+        assert np.isfinite(x).all()
+        assert (np.abs(x) < 0.5).all()  # mm: within a few beam-spot sigma
     if "jets" in tasks:
         # Every jet gets its mass and the served mass-decorrelated cut at that mass.
         masses = np.concatenate([np.asarray(m, float) for m in service["jet_mass"]])
