@@ -45,6 +45,9 @@ _NO_VERSION = (None, "", "0")
 _POLICY_CACHE_LIMIT = 4096
 #: How long a replaced pool may wait for its last requests before it is closed anyway.
 _RETIRE_TIMEOUT_S = 120.0
+#: How long a replaced pool stays open before its in-flight requests are counted: a request routed to it just
+#: before the swap takes its lease only when it is forwarded, and may first fetch the model's schema from it.
+_RETIRE_GRACE_S = 2.0
 _REQUEST_ID_PREFIX = os.urandom(6).hex()
 _REQUEST_COUNTER = itertools.count(1)
 
@@ -228,11 +231,14 @@ class DataPlane:
             return summary
 
     async def _retire(self, pool: Pool) -> None:
-        await pool.stop_probing()
-        deadline = time.monotonic() + _RETIRE_TIMEOUT_S
-        while pool.leases and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await pool.close()
+        try:
+            await pool.stop_probing()
+            await asyncio.sleep(_RETIRE_GRACE_S)
+            deadline = time.monotonic() + _RETIRE_TIMEOUT_S
+            while pool.leases and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:  # also when the gateway shuts down meanwhile: its connections are closed either way
+            await pool.close()
 
     # -- auth -------------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
