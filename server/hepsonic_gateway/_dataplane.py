@@ -45,9 +45,6 @@ _NO_VERSION = (None, "", "0")
 _POLICY_CACHE_LIMIT = 4096
 #: How long a replaced pool may wait for its last requests before it is closed anyway.
 _RETIRE_TIMEOUT_S = 120.0
-#: How long a replaced pool stays open before its in-flight requests are counted: a request routed to it just
-#: before the swap takes its lease only when it is forwarded, and may first fetch the model's schema from it.
-_RETIRE_GRACE_S = 2.0
 _REQUEST_ID_PREFIX = os.urandom(6).hex()
 _REQUEST_COUNTER = itertools.count(1)
 
@@ -233,7 +230,6 @@ class DataPlane:
     async def _retire(self, pool: Pool) -> None:
         try:
             await pool.stop_probing()
-            await asyncio.sleep(_RETIRE_GRACE_S)
             deadline = time.monotonic() + _RETIRE_TIMEOUT_S
             while pool.leases and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -387,7 +383,8 @@ class DataPlane:
         """Authorize, then turn a requested version, alias or nothing into a served version.
 
         Nothing requested: a weighted split when the model has one (sticky by ``route_key``, so one job sees one
-        version), else the newest READY version, as Triton itself would pick.
+        version), else the newest READY version, as Triton itself would pick. A request that goes on to use the
+        target holds ``target.pool.lease()`` from here to its answer (taken before its next await).
         """
         requested = principal.authorize(model, requested)
         policy = self.policy(model)
@@ -505,7 +502,9 @@ class DataPlane:
         return admission
 
     async def forward(self, target: Target, call: Callable[[Replica], Awaitable[T]]) -> T:
-        """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable."""
+        """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable.
+
+        The caller holds ``target.pool.lease()``."""
         admission = self._admission_for(target)
         if admission.slots.locked() and admission.waiting >= admission.max_queue:
             self.metrics.rejected.labels(target.model, "queue_full").inc()
@@ -518,7 +517,6 @@ class DataPlane:
             )
         metrics = self.metrics
         key = (target.model, target.version)
-        target.pool.leases += 1
         self.inflight_versions[key] += 1
         try:
             if admission.slots.locked():
@@ -540,7 +538,6 @@ class DataPlane:
                 metrics.child(metrics.inflight, target.model).dec()
                 admission.slots.release()
         finally:
-            target.pool.leases -= 1
             self.inflight_versions[key] -= 1
 
     async def _with_retries(

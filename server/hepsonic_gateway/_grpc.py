@@ -182,9 +182,10 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             target = self.plane.resolve(request.name, request.version or None, principal=principal)
             request.version = str(target.version)
             timeout = self.plane.timeout_s(target, context.time_remaining())
-            return await self.plane.forward(
-                target, lambda r: _call(getattr(r.grpc, method)(request, timeout=timeout), r)
-            )
+            with target.pool.lease():
+                return await self.plane.forward(
+                    target, lambda r: _call(getattr(r.grpc, method)(request, timeout=timeout), r)
+                )
         except GatewayError as exc:
             await _abort(context, exc)
 
@@ -287,26 +288,27 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             target = plane.resolve(
                 model, request.model_version or None, route_key=metadata.get(_ROUTE_KEY), principal=principal
             )
-            schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
-            timeout = plane.timeout_s(target, time_remaining)
-            request_id = request_id or request.id or new_request_id()
-            patch = service_pb2.ModelInferRequest()
-            if request.model_version != str(target.version):
-                patch.model_version = str(target.version)
-            if not request.id:
-                patch.id = request_id
-            payload = raw + patch.SerializeToString()
-            served_by: list[str] = []
+            with target.pool.lease():
+                schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
+                timeout = plane.timeout_s(target, time_remaining)
+                request_id = request_id or request.id or new_request_id()
+                patch = service_pb2.ModelInferRequest()
+                if request.model_version != str(target.version):
+                    patch.model_version = str(target.version)
+                if not request.id:
+                    patch.id = request_id
+                payload = raw + patch.SerializeToString()
+                served_by: list[str] = []
 
-            async def call(replica: Replica) -> bytes:
-                served_by.append(replica.name)
-                answer: bytes = await _call(replica.grpc_infer_raw(payload, timeout=timeout), replica)
-                return answer
+                async def call(replica: Replica) -> bytes:
+                    served_by.append(replica.name)
+                    answer: bytes = await _call(replica.grpc_infer_raw(payload, timeout=timeout), replica)
+                    return answer
 
-            answer = await plane.forward(target, call)
-            status = "OK"
-            plane.log_served(request_id, target, served_by[-1], principal, "grpc")
-            return answer + _provenance(served_by[-1], schema.sha256 if schema is not None else "")
+                answer = await plane.forward(target, call)
+                status = "OK"
+                plane.log_served(request_id, target, served_by[-1], principal, "grpc")
+                return answer + _provenance(served_by[-1], schema.sha256 if schema is not None else "")
         except GatewayError as exc:
             status = code_of(exc).name
             plane.log_refused(request_id, model, status, exc)

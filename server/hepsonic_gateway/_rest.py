@@ -296,7 +296,8 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
     ) -> Response:
         target = plane.resolve(model, version, principal=principal)
         path = f"/v2/models/{model}/versions/{target.version}{suffix}"
-        return await plane.forward(target, lambda r: _control(r, path, target))
+        with target.pool.lease():
+            return await plane.forward(target, lambda r: _control(r, path, target))
 
     async def _control(replica: Replica, path: str, target: Target) -> Response:
         response = await _upstream(replica, "GET", path, timeout_s=target.policy.timeout_s)
@@ -356,58 +357,61 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
         try:
             principal = plane.authenticate(headers_in.get("authorization"))
             target = plane.resolve(model, version, route_key=headers_in.get(_ROUTE_KEY), principal=principal)
-            declared = headers_in.get("content-length")
-            if (
-                declared is not None
-                and declared.isdigit()
-                and int(declared) > target.policy.max_request_bytes
-            ):
-                raise TooLarge(
-                    f"model {model!r}: the request has {declared} bytes, the limit is "
-                    f"{target.policy.max_request_bytes}"
+            with target.pool.lease():
+                declared = headers_in.get("content-length")
+                if (
+                    declared is not None
+                    and declared.isdigit()
+                    and int(declared) > target.policy.max_request_bytes
+                ):
+                    raise TooLarge(
+                        f"model {model!r}: the request has {declared} bytes, the limit is "
+                        f"{target.policy.max_request_bytes}"
+                    )
+                timeout_s = plane.timeout_s(target, _client_timeout(headers_in.get(_TIMEOUT_HEADER)))
+                body = await request.body()
+                header_length = headers_in.get(_HEADER_LENGTH)
+                if header_length is not None and not header_length.isdigit():
+                    raise InvalidRequest(
+                        f"model {model!r}: Inference-Header-Content-Length must be an integer"
+                    )
+                tensors = parse_http_request(
+                    body, int(header_length) if header_length is not None else None, model=model
                 )
-            timeout_s = plane.timeout_s(target, _client_timeout(headers_in.get(_TIMEOUT_HEADER)))
-            body = await request.body()
-            header_length = headers_in.get(_HEADER_LENGTH)
-            if header_length is not None and not header_length.isdigit():
-                raise InvalidRequest(f"model {model!r}: Inference-Header-Content-Length must be an integer")
-            tensors = parse_http_request(
-                body, int(header_length) if header_length is not None else None, model=model
-            )
-            schema = await plane.validate(target, tensors, body_bytes=len(body))
-            forward = {k: v for k, v in headers_in.items() if k in _PASS_HEADERS}
-            forward["accept-encoding"] = "identity"
-            forward["x-request-id"] = request_id
-            path = f"/v2/models/{model}/versions/{target.version}/infer"
-            served_by: list[str] = []
+                schema = await plane.validate(target, tensors, body_bytes=len(body))
+                forward = {k: v for k, v in headers_in.items() if k in _PASS_HEADERS}
+                forward["accept-encoding"] = "identity"
+                forward["x-request-id"] = request_id
+                path = f"/v2/models/{model}/versions/{target.version}/infer"
+                served_by: list[str] = []
 
-            async def call(replica: Replica) -> tuple[int, dict[str, str], bytes]:
-                served_by.append(replica.name)
-                return await _post_infer(replica, path, body, forward, timeout_s)
+                async def call(replica: Replica) -> tuple[int, dict[str, str], bytes]:
+                    served_by.append(replica.name)
+                    return await _post_infer(replica, path, body, forward, timeout_s)
 
-            upstream_status, relayed, content = await plane.forward(target, call)
-            status = str(upstream_status)
-            extra = {
-                "x-hepsonic-model-version": str(target.version),
-                "x-hepsonic-server": served_by[-1],
-                "x-request-id": request_id,
-            }
-            if schema is not None and schema.sha256:
-                extra["x-hepsonic-model-sha256"] = schema.sha256
-            if upstream_status >= 400:
-                log.info(
-                    "upstream error",
-                    extra={
-                        "request_id": request_id,
-                        "model": model,
-                        "status": status,
-                        "replica": served_by[-1],
-                    },
-                )
-            else:
-                plane.log_served(request_id, target, served_by[-1], principal, "http")
-            relayed.update(extra)
-            return Response(content=content, status_code=upstream_status, headers=relayed)
+                upstream_status, relayed, content = await plane.forward(target, call)
+                status = str(upstream_status)
+                extra = {
+                    "x-hepsonic-model-version": str(target.version),
+                    "x-hepsonic-server": served_by[-1],
+                    "x-request-id": request_id,
+                }
+                if schema is not None and schema.sha256:
+                    extra["x-hepsonic-model-sha256"] = schema.sha256
+                if upstream_status >= 400:
+                    log.info(
+                        "upstream error",
+                        extra={
+                            "request_id": request_id,
+                            "model": model,
+                            "status": status,
+                            "replica": served_by[-1],
+                        },
+                    )
+                else:
+                    plane.log_served(request_id, target, served_by[-1], principal, "http")
+                relayed.update(extra)
+                return Response(content=content, status_code=upstream_status, headers=relayed)
         except GatewayError as exc:
             status = str(status_of(exc))
             plane.log_refused(request_id, model, status, exc)

@@ -227,6 +227,45 @@ def test_unreachable_replica_is_retried_elsewhere_and_ejected() -> None:
     _run(check())
 
 
+def test_a_pool_replaced_by_a_reload_stays_open_while_a_routed_request_holds_it(tmp_path: Path) -> None:
+    """A request routed just before a reload may still be validating (or fetching the model's schema from the
+    old pool) when the reload retires that pool: the pool must wait for it, then close."""
+
+    def write(port: int) -> None:
+        endpoints = [{"http": f"127.0.0.1:{port}", "grpc": f"127.0.0.1:{port + 1}"}]
+        routing_file.write_text(
+            yaml.safe_dump({**ROUTING, "pools": {"default": {"endpoints": endpoints}}}), encoding="utf-8"
+        )
+
+    async def check() -> None:
+        write(10)
+        plane = DataPlane(
+            RoutingConfig.model_validate(yaml.safe_load(routing_file.read_text())), routing_file=routing_file
+        )
+        old = plane.pools["default"]
+        old.replicas[0].healthy = True
+        old.replicas[0].ready_versions = {"ringer": {1}}
+        target = plane.resolve("ringer", "1")
+        with target.pool.lease():
+            write(30)
+            summary = await plane.reload()
+            assert summary["retired"] == ["default"]
+            assert plane.pools["default"] is not old
+            await asyncio.sleep(0.3)
+            assert not old.replicas[0].http.is_closed  # still held by the routed request
+            assert old.leases == 1
+        for _ in range(100):
+            if old.replicas[0].http.is_closed:
+                break
+            await asyncio.sleep(0.02)
+        assert old.replicas[0].http.is_closed
+        assert old.leases == 0
+        await plane.close()
+
+    routing_file = tmp_path / "routing.yaml"
+    _run(check())
+
+
 def test_keys_and_principals(tmp_path: Path) -> None:
     path = tmp_path / "keys.yaml"
     path.write_text(
