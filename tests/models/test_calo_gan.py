@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnxruntime as ort
@@ -56,6 +57,26 @@ def test_generator_outputs_are_non_negative() -> None:
     for layer, (key, shape) in zip(layers, LAYER_SHAPES.items(), strict=True):
         assert tuple(layer.shape[1:]) == shape, key
         assert float(layer.min()) >= 0.0
+
+
+def test_the_back_layer_can_span_many_decades_as_a_shower_tail_does() -> None:
+    """The back layer's energy (and its cells' shares) carry a u^s factor: with large exponents, the layer's
+    energy reaches far below the e^-12 of the incident energy that the other layers are bounded by, as the
+    reference's Gamma-distributed tail does; with the initial small exponents it barely changes."""
+    torch.manual_seed(0)
+    generator = CaloGanGenerator().eval()
+    inputs = calo_gan_inputs(np.full(2000, 2.0), seed=5)
+    args = torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["energy"])
+    with torch.no_grad():
+        initial = generator(*args)[2].sum(dim=(1, 2)) / 2.0
+        generator.back_exponents.bias.fill_(10.0)  # s ~ 10: u^10 spans ten decades for u in [0.1, 1]
+        heavy = generator(*args)[2].sum(dim=(1, 2)) / 2.0
+    assert bool(torch.isfinite(heavy).all())
+    assert float(heavy.min()) >= 0.0
+    assert float(initial.min()) > math.exp(-12.0) * 0.5  # small exponents: about the bounded fraction
+    decades = torch.log10(heavy[heavy > 0])
+    assert float(decades.max() - decades.min()) > 8.0
+    assert float((heavy < math.exp(-12.0)).float().mean()) > 0.3
 
 
 def test_cells_under_the_floor_are_emptied_and_the_floor_comes_from_the_training_cells() -> None:

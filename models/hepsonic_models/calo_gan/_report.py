@@ -145,13 +145,16 @@ normal incidence at the centre. X0_eff = 15.6 mm, R_M,eff = 24 mm.
   each cell's pattern logit gets its own noise, sqrt(2) cos(z·w_cell) with fixed random w_cell (|w| = 5), scaled
   per cell by softplus of a head on the trunk (so the served model stays a deterministic function of z);
   cells = E_layer x relu(pattern)/Σ relu(pattern), cells under a per-layer floor emptied{_floor_text(training)}.
+  The back layer's energy and its cells' shares are also multiplied by u^s (u = frac(z·w), uniform; s ≥ 0 from
+  heads on the trunk): a shower's tail leaves a few spots whose energies span ten decades at low energies.
   Critic: MLP ({settings.critic_hidden} wide) on normalised patterns + log layer fractions + log E{critic_shapes}.
 - **Loss:** WGAN-GP (λ_GP = {settings.gradient_penalty}, {settings.critic_steps} critic steps per generator step,
   Adam lr {settings.learning_rate}, batch {settings.batch_size}) + energy-conservation term (weight
   {settings.energy_weight}: mean and spread of log(E_tot/E), generated vs real, in units of the real spread, in
   {settings.energy_groups} energy groups per batch) + feature matching (weight
   {settings.feature_weight}: mean and spread of differentiable layer fractions, depth, widths, soft occupancy and
-  peak-cell share in {settings.feature_groups} energy groups per batch, in units of the real spread).
+  peak-cell share, and the back layer's log energy, hit-cell count and log widths, in {settings.feature_groups}
+  energy groups per batch, in units of the real spread).
 - **Training:** {training["steps"]:,} generator steps in {training["seconds"] / 60:.1f} min (data generation
   {_seconds(float(record["generation_seconds"]))}) on {record["machine"]}; torch seed {ctx.seed}; git {record["git_revision"]}.{_selection_text(training, ctx.seed)}
 - **Export:** ONNX opset {record["opset"]}, dynamic batch axis, max |onnxruntime - PyTorch| = {record["max_abs_diff"]:.1e} GeV on example

@@ -100,24 +100,34 @@ def _conservation(
 
 
 def _soft_features(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
-    """Differentiable shower shapes: layer fractions, log(E_tot/E), depth, widths, soft occupancy, peak share."""
+    """Differentiable shower shapes: layer fractions, log(E_tot/E), depth, widths, soft occupancy, peak share;
+    the back layer's count of hit cells and log widths."""
     totals = torch.stack([layer.sum(dim=(1, 2)) for layer in layers], dim=1)
     total = totals.sum(dim=1, keepdim=True) + 1e-9
     columns = [totals / total, torch.log(total / energy_gev + 1e-6)]
     columns.append((totals[:, 1:2] + 2 * totals[:, 2:3]) / total)
+    widths: list[torch.Tensor] = []
     for layer in layers:
         layer_total = layer.sum(dim=(1, 2)) + 1e-9
+        widths = []
         for axis in (1, 2):
             profile = layer.sum(dim=3 - axis) / layer_total[:, None]
             position = torch.arange(profile.shape[1], dtype=profile.dtype) / profile.shape[1]
             mean = (profile * position).sum(dim=1)
-            width = ((profile * position**2).sum(dim=1) - mean**2).clamp(min=1e-9).sqrt()
-            columns.append(width[:, None])
+            widths.append(((profile * position**2).sum(dim=1) - mean**2).clamp(min=1e-9).sqrt()[:, None])
+        columns += widths
         # Soft count of cells above 1 MeV (the occupancy of the validation), smooth in log(energy) so that
         # cells a decade away from the threshold still feel a gradient.
         occupancy = torch.sigmoid(torch.log(layer / 1e-3 + 1e-6)).mean(dim=(1, 2))
         peak = layer.flatten(1).max(dim=1).values / layer_total
         columns += [occupancy[:, None], peak[:, None]]
+    # The back layer's faint structure: the log of its energy (which spans ten decades at low energies), its
+    # cells hit at all (above 1 eV, i.e. x / (x + 1 eV)), and the log of its widths, which tell a single hit cell
+    # (width 0) from one with faint neighbours (a classifier's easiest cut).
+    back = layers[-1]
+    columns.append(torch.log10(totals[:, -1:] / energy_gev + 1e-15))
+    columns.append((back / (back + 1e-9)).mean(dim=(1, 2))[:, None])
+    columns += [torch.log(width + 1e-4) for width in widths]
     return torch.cat(columns, dim=1)
 
 
