@@ -15,6 +15,7 @@ last request is done. Aliases and splits changed at run time (rollouts, ``PUT /a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -23,7 +24,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,7 +128,7 @@ class DataPlane:
         self._admission: dict[str, _Admission] = {}
         self._schemas: dict[tuple[str, str, int], ModelSchema] = {}
         self._schema_fetches: dict[tuple[str, str, int], asyncio.Task[ModelSchema | None]] = {}
-        #: (model, version) -> requests in flight (admitted, not yet answered): what a rollout drains.
+        #: (model, version) -> requests routed there and not yet answered (:meth:`hold`): what a rollout drains.
         self.inflight_versions: Counter[tuple[str, int]] = Counter()
         self._reload_lock = asyncio.Lock()
         self._mtimes = self._file_mtimes()
@@ -384,7 +385,7 @@ class DataPlane:
 
         Nothing requested: a weighted split when the model has one (sticky by ``route_key``, so one job sees one
         version), else the newest READY version, as Triton itself would pick. A request that goes on to use the
-        target holds ``target.pool.lease()`` from here to its answer (taken before its next await).
+        target holds it (:meth:`hold`) from here to its answer.
         """
         requested = principal.authorize(model, requested)
         policy = self.policy(model)
@@ -409,6 +410,24 @@ class DataPlane:
             listed = ", ".join(map(str, sorted(served)))
             raise NotFound(f"model {model!r} version {version} is not served (served versions: {listed})")
         return Target(model=model, version=version, policy=policy, pool=pool)
+
+    @contextlib.contextmanager
+    def hold(self, target: Target) -> Iterator[None]:
+        """Count a routed request against its pool and its version until it is answered.
+
+        Enter it right after :meth:`resolve`, before any await: at any await a reload may retire the pool, or a
+        rollout drain the version and unload it; they wait until nothing holds them. (Counted only from the
+        forward on, a request still validating, or fetching the model's schema, was missed: seen as a 500 in a
+        reload and a 503 in a rollout under CPU contention.)
+        """
+        key = (target.model, target.version)
+        target.pool.leases += 1
+        self.inflight_versions[key] += 1
+        try:
+            yield
+        finally:
+            target.pool.leases -= 1
+            self.inflight_versions[key] -= 1
 
     @staticmethod
     def _split_choice(policy: ModelPolicy, route_key: str | None) -> str:
@@ -504,7 +523,7 @@ class DataPlane:
     async def forward(self, target: Target, call: Callable[[Replica], Awaitable[T]]) -> T:
         """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable.
 
-        The caller holds ``target.pool.lease()``."""
+        The caller holds the target (:meth:`hold`)."""
         admission = self._admission_for(target)
         if admission.slots.locked() and admission.waiting >= admission.max_queue:
             self.metrics.rejected.labels(target.model, "queue_full").inc()
@@ -516,29 +535,24 @@ class DataPlane:
                 retry_after_s=retry,
             )
         metrics = self.metrics
-        key = (target.model, target.version)
-        self.inflight_versions[key] += 1
-        try:
-            if admission.slots.locked():
-                admission.waiting += 1
-                metrics.child(metrics.queued, target.model).inc()
-                try:
-                    await admission.slots.acquire()
-                finally:
-                    admission.waiting -= 1
-                    metrics.child(metrics.queued, target.model).dec()
-            else:
-                await admission.slots.acquire()
-            admission.inflight += 1
-            metrics.child(metrics.inflight, target.model).inc()
+        if admission.slots.locked():
+            admission.waiting += 1
+            metrics.child(metrics.queued, target.model).inc()
             try:
-                return await self._with_retries(target, call, admission)
+                await admission.slots.acquire()
             finally:
-                admission.inflight -= 1
-                metrics.child(metrics.inflight, target.model).dec()
-                admission.slots.release()
+                admission.waiting -= 1
+                metrics.child(metrics.queued, target.model).dec()
+        else:
+            await admission.slots.acquire()
+        admission.inflight += 1
+        metrics.child(metrics.inflight, target.model).inc()
+        try:
+            return await self._with_retries(target, call, admission)
         finally:
-            self.inflight_versions[key] -= 1
+            admission.inflight -= 1
+            metrics.child(metrics.inflight, target.model).dec()
+            admission.slots.release()
 
     async def _with_retries(
         self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission

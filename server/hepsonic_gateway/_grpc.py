@@ -182,7 +182,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             target = self.plane.resolve(request.name, request.version or None, principal=principal)
             request.version = str(target.version)
             timeout = self.plane.timeout_s(target, context.time_remaining())
-            with target.pool.lease():
+            with self.plane.hold(target):
                 return await self.plane.forward(
                     target, lambda r: _call(getattr(r.grpc, method)(request, timeout=timeout), r)
                 )
@@ -288,7 +288,7 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
             target = plane.resolve(
                 model, request.model_version or None, route_key=metadata.get(_ROUTE_KEY), principal=principal
             )
-            with target.pool.lease():
+            with plane.hold(target):
                 schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
                 timeout = plane.timeout_s(target, time_remaining)
                 request_id = request_id or request.id or new_request_id()

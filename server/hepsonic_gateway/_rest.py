@@ -296,7 +296,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
     ) -> Response:
         target = plane.resolve(model, version, principal=principal)
         path = f"/v2/models/{model}/versions/{target.version}{suffix}"
-        with target.pool.lease():
+        with plane.hold(target):
             return await plane.forward(target, lambda r: _control(r, path, target))
 
     async def _control(replica: Replica, path: str, target: Target) -> Response:
@@ -357,7 +357,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
         try:
             principal = plane.authenticate(headers_in.get("authorization"))
             target = plane.resolve(model, version, route_key=headers_in.get(_ROUTE_KEY), principal=principal)
-            with target.pool.lease():
+            with plane.hold(target):
                 declared = headers_in.get("content-length")
                 if (
                     declared is not None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import aiohttp
 import grpc
@@ -112,8 +112,8 @@ class Replica:
 class Pool:
     """Interchangeable replicas of one pool, kept healthy by a background loop.
 
-    ``leases`` counts the requests that hold this pool (:meth:`lease`, from routing to the answer): a pool
-    replaced by a routing reload is closed only once they are all done.
+    ``leases`` counts the requests routed to this pool and not yet answered (``DataPlane.hold``): a pool replaced
+    by a routing reload is closed only once they are all done.
     """
 
     def __init__(self, name: str, spec: PoolSpec) -> None:
@@ -122,16 +122,6 @@ class Pool:
         self.replicas: list[Replica] = [Replica(endpoint) for endpoint in spec.endpoints]
         self.leases = 0
         self._task: asyncio.Task[None] | None = None
-
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[None]:
-        """Hold this pool for one request. Take it as soon as the request is routed here, before any await: a
-        reload may swap the pool out at any await, and it closes the pool only when no lease is held."""
-        self.leases += 1
-        try:
-            yield
-        finally:
-            self.leases -= 1
 
     async def start(self) -> None:
         """Discover, probe once (so the first requests find healthy replicas), then keep probing."""

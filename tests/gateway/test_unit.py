@@ -227,7 +227,9 @@ def test_unreachable_replica_is_retried_elsewhere_and_ejected() -> None:
     _run(check())
 
 
-def test_a_pool_replaced_by_a_reload_stays_open_while_a_routed_request_holds_it(tmp_path: Path) -> None:
+def test_a_routed_request_holds_its_pool_across_a_reload_and_its_version_against_a_drain(
+    tmp_path: Path,
+) -> None:
     """A request routed just before a reload may still be validating (or fetching the model's schema from the
     old pool) when the reload retires that pool: the pool must wait for it, then close."""
 
@@ -246,7 +248,7 @@ def test_a_pool_replaced_by_a_reload_stays_open_while_a_routed_request_holds_it(
         old.replicas[0].healthy = True
         old.replicas[0].ready_versions = {"ringer": {1}}
         target = plane.resolve("ringer", "1")
-        with target.pool.lease():
+        with plane.hold(target):
             write(30)
             summary = await plane.reload()
             assert summary["retired"] == ["default"]
@@ -254,12 +256,14 @@ def test_a_pool_replaced_by_a_reload_stays_open_while_a_routed_request_holds_it(
             await asyncio.sleep(0.3)
             assert not old.replicas[0].http.is_closed  # still held by the routed request
             assert old.leases == 1
+            assert plane.inflight_versions[("ringer", 1)] == 1  # what a rollout's drain waits for
         for _ in range(100):
             if old.replicas[0].http.is_closed:
                 break
             await asyncio.sleep(0.02)
         assert old.replicas[0].http.is_closed
         assert old.leases == 0
+        assert plane.inflight_versions[("ringer", 1)] == 0
         await plane.close()
 
     routing_file = tmp_path / "routing.yaml"
