@@ -101,7 +101,7 @@ def _conservation(
 
 def _soft_features(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
     """Differentiable shower shapes: layer fractions, log(E_tot/E), depth, widths, soft occupancy, peak share;
-    the back layer's count of hit cells and log widths."""
+    the back layer's log energy, count of hit cells and log widths (``widths`` ends as the back layer's)."""
     totals = torch.stack([layer.sum(dim=(1, 2)) for layer in layers], dim=1)
     total = totals.sum(dim=1, keepdim=True) + 1e-9
     columns = [totals / total, torch.log(total / energy_gev + 1e-6)]
