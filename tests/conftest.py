@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +35,37 @@ class Stack:
     repository: Path
 
 
-#: The session stack's Triton, while it runs (see _stack_triton_is_running).
+#: The session stack's Triton, while it runs (see _restart_if_crashed).
 _STACK_TRITON: list[Any] = []
+_RESTART = threading.Lock()
+
+
+def _restart_if_crashed() -> None:
+    """Triton 2.51 segfaults now and then under load (seen twice in CI: SIGSEGV in pthread_mutex_lock inside
+    tritonserver; upstream reports such as triton-inference-server/server#8284). Restart it on the same ports,
+    and say so in the log, so that one upstream crash does not fail every later test sharing the stack."""
+    with _RESTART:
+        if not _STACK_TRITON or (code := _STACK_TRITON[0].exit_code) is None:
+            return
+        tail = _STACK_TRITON[0].restart()
+        logging.getLogger("tests.stack").warning(
+            "the session's Triton had exited with code %s; restarted it. Its log ended with:\n%s", code, tail
+        )
 
 
 @pytest.fixture(autouse=True)
 def _stack_triton_is_running(request: pytest.FixtureRequest) -> None:
-    """Triton 2.51 segfaults now and then under load (seen once in CI: SIGSEGV in pthread_mutex_lock inside
-    tritonserver; upstream reports such as triton-inference-server/server#8284). Restart it on the same ports,
-    and say so in the log, so that one upstream crash does not fail every later test sharing the stack."""
-    if "stack" not in request.fixturenames or not _STACK_TRITON:
-        return
-    triton = _STACK_TRITON[0]
-    code = triton.exit_code
-    if code is not None:
-        tail = triton.restart()
-        logging.getLogger("tests.stack").warning(
-            "the session's Triton had exited with code %s; restarted it. Its log ended with:\n%s", code, tail
-        )
+    """Every test on the session stack starts with its Triton running (the watchdog of ``stack`` restarts a
+    crashed one within a second, but a test may start during that second)."""
+    if "stack" in request.fixturenames:
+        _restart_if_crashed()
+
+
+def _watch_stack_triton(stop: threading.Event) -> None:
+    """Restart a crashed session Triton at once, also while a module-scoped fixture (a load generator, a
+    Prometheus waiting for data) runs, when no test setup would."""
+    while not stop.wait(0.5):
+        _restart_if_crashed()
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +82,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         threads=2,
         workdir=tmp_path_factory.mktemp("triton"),
     )
+    stop_watching = threading.Event()
+    watchdog = threading.Thread(target=_watch_stack_triton, args=(stop_watching,), daemon=True)
     with TritonServer(config) as triton:
         _STACK_TRITON.append(triton)
+        watchdog.start()
         gateway = GatewayProcess(
             host="127.0.0.1",
             http_port=_free_port(),
@@ -87,5 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 repository=MODEL_REPOSITORY,
             )
         finally:
+            stop_watching.set()
+            watchdog.join(timeout=150)
             gateway.stop()
             _STACK_TRITON.clear()
