@@ -172,13 +172,13 @@ def test_every_dashboard_query_returns_data_from_a_live_stack(live_prometheus: s
 
 def test_scrape_targets_are_up_and_queue_time_is_per_request(live_prometheus: str) -> None:
     # A Triton restarted after an upstream crash (tests/conftest.py) is up again from its next scrapes on.
-    deadline = time.monotonic() + 30
+    all_up, deadline = {"triton": "1", "hepsonic-gateway": "1"}, time.monotonic() + 30
     while True:
         up = {series["metric"]["job"]: series["value"][1] for series in _query(live_prometheus, "up")}
-        if up == {"triton": "1", "hepsonic-gateway": "1"} or time.monotonic() > deadline:
+        if up == all_up or time.monotonic() > deadline:
             break
         time.sleep(1.0)
-    assert up == {"triton": "1", "hepsonic-gateway": "1"}
+    assert up == all_up
     queue = _query(
         live_prometheus, 'model:hepsonic_triton_queue_us_per_request:rate1m{model="particlenet_lite"}'
     )
