@@ -16,6 +16,7 @@ from hepsonic_models.calo_gan._train import (
     TrainingSettings,
     _conservation,
     cell_floors,
+    outer_spot_energy,
     train_generator,
 )
 from hepsonic_models.calorimeter import simulate_calogan_showers
@@ -102,6 +103,52 @@ def test_cells_under_the_floor_are_emptied_and_the_floor_comes_from_the_training
     np.testing.assert_allclose(floors.numpy(), [np.percentile(np.arange(1, 11), 10.0), 2.0, 0.0])
 
 
+def test_layer_0_outer_cells_become_whole_spots_and_the_layer_keeps_its_energy() -> None:
+    """With ``outer_spot`` set, every hit cell of layer 0's outer rows holds a whole number (>= 1) of spots,
+    rounded both ways; no cell is switched on or off; the middle row absorbs the difference, so each layer keeps
+    its energy; layers 1 and 2 do not change. With ``outer_spot`` 0 the generator is as before."""
+    torch.manual_seed(0)
+    generator = CaloGanGenerator().eval()
+    with torch.no_grad():  # a trained net's middle row holds most of the layer
+        generator.patterns[0].bias[96:192] += 1.0
+    inputs = calo_gan_inputs(np.geomspace(5.0, 100.0, 256), seed=4)
+    args = torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["energy"])
+    spot = 0.05
+    with torch.no_grad():
+        free = generator(*args)
+        generator.outer_spot.fill_(spot)
+        whole = generator(*args)
+        generator.outer_spot.zero_()
+        again = generator(*args)
+    for before, after in zip(free, again, strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    before_outer, after_outer = free[0][:, (0, 2)], whole[0][:, (0, 2)]
+    hit = before_outer > 0
+    assert int(hit.sum()) > 1000  # an untrained net hits most cells: plenty to round
+    assert torch.equal(after_outer > 0, hit)
+    spots = after_outer[hit] / spot
+    torch.testing.assert_close(spots, torch.round(spots), rtol=0, atol=1e-3)
+    assert float(spots.min()) >= 1.0 - 1e-3
+    assert bool((after_outer[hit] > before_outer[hit] + 1e-6).any())
+    assert bool((after_outer[hit] < before_outer[hit] - 1e-6).any())
+    # The middle row pays for what the rounding adds, down to 0: where it can, the layer keeps its energy.
+    added = (after_outer - before_outer).sum(dim=(1, 2))
+    payable = added < free[0][:, 1].sum(dim=1)
+    assert int(payable.sum()) > 100
+    torch.testing.assert_close(
+        whole[0][payable].sum(dim=(1, 2)), free[0][payable].sum(dim=(1, 2)), rtol=1e-5, atol=1e-6
+    )
+    assert float(whole[0].min()) >= 0.0
+    for index in (1, 2):
+        torch.testing.assert_close(whole[index], free[index], rtol=0, atol=0)
+
+    showers = {"layer_0": np.zeros((3, 3, 96), np.float32)}
+    showers["layer_0"][0, 0, :4] = [0.04, 0.05, 0.05, 0.1]  # outer rows: median 0.05
+    showers["layer_0"][1, 2, 7] = 0.05
+    showers["layer_0"][2, 1, :] = 7.0  # the middle row does not count
+    assert outer_spot_energy(showers) == pytest.approx(0.05)
+
+
 def test_energy_conservation_term_compares_the_spread_per_energy_group() -> None:
     # Real: 5% resolution at low energy, 1% at high; fake: the two swapped. Over the whole batch the values
     # agree, so only a per-group term sees that the fake's resolution runs the wrong way with energy.
@@ -119,17 +166,22 @@ def test_training_keeps_the_best_scored_checkpoint_with_its_floor_in_place() -> 
     showers = simulate_calogan_showers(np.linspace(5.0, 60.0, 256), seed=2)
     settings = TrainingSettings(max_steps=6, batch_size=32, select_every=3)
     floors_seen = []
+    spots_seen = []
 
     def prefer_step_3(generator: CaloGanGenerator) -> float:
         floors_seen.append(generator.cell_floor.clone())
+        spots_seen.append(float(generator.outer_spot))
         return 0.2 if len(floors_seen) == 1 else 0.7
 
     chosen, summary = train_generator(showers, settings, seed=3, select=prefer_step_3)
     assert [step for step, _ in summary.selection] == [3, 6]
     assert summary.selected_step == 3
     expected_floors = cell_floors(showers, settings.cell_floor_percentile)
-    for floor in floors_seen:  # scored as served: behind the cell floor
+    for floor in floors_seen:  # scored as served: behind the cell floor (and with whole outer spots)
         torch.testing.assert_close(floor, expected_floors)
+    assert spots_seen == [pytest.approx(outer_spot_energy(showers))] * 2
+    assert outer_spot_energy(showers) > 0.0
+    assert float(chosen.outer_spot) == pytest.approx(outer_spot_energy(showers))
     # Scoring draws no random numbers, so the kept checkpoint is exactly a 3-step training.
     three_steps, _ = train_generator(showers, TrainingSettings(max_steps=3, batch_size=32), seed=3)
     for name, tensor in three_steps.state_dict().items():

@@ -59,6 +59,7 @@ def build_calo_gan(ctx: BuildContext) -> None:
             "steps": summary.steps,
             "seconds": summary.seconds,
             "cell_floor_gev": generator.cell_floor.tolist(),
+            "outer_spot_gev": float(generator.outer_spot),
             "selected_step": summary.selected_step,
             "selection": summary.selection,
             **asdict(settings),

@@ -58,7 +58,19 @@ def _floor_text(training: dict[str, Any]) -> str:
     return (
         f" after training ({values} MeV in layers 0 / 1 / 2: the {training['cell_floor_percentile']:g}% quantile of "
         "the training showers' hit-cell energies; a zero suppression, since the parametrisation deposits energy in "
-        "spots)"
+        "spots)" + _outer_spot_text(training)
+    )
+
+
+def _outer_spot_text(training: dict[str, Any]) -> str:
+    """The spot energy of layer 0's outer rows, as the build recorded it (older records have none)."""
+    spot = training.get("outer_spot_gev")
+    if not spot:
+        return ""
+    return (
+        f"; and the hit cells of layer 0's outer rows made whole spots of {1000 * spot:.1f} MeV (the training "
+        "showers' median there), rounded up or down at random and never below one, the middle row keeping the "
+        "layer's energy"
     )
 
 

@@ -13,9 +13,9 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
-from ._model import LATENT_DIM, CaloGanCritic, CaloGanGenerator, critic_inputs
+from ._model import LATENT_DIM, CaloGanCritic, CaloGanGenerator, critic_inputs, outer_rows
 
-__all__ = ["TrainingSettings", "TrainingSummary", "cell_floors", "train_generator"]
+__all__ = ["TrainingSettings", "TrainingSummary", "cell_floors", "outer_spot_energy", "train_generator"]
 
 Showers = dict[str, npt.NDArray[np.float32]]
 
@@ -72,6 +72,19 @@ def cell_floors(showers: Showers, percentile: float, max_showers: int = 50_000) 
         hit = cells[cells > 0]
         floors.append(float(np.percentile(hit, percentile)) if hit.size else 0.0)
     return torch.tensor(floors, dtype=torch.float32)
+
+
+def outer_spot_energy(showers: Showers, max_showers: int = 50_000) -> float:
+    """The median hit-cell energy of layer 0's outer rows in the first ``max_showers`` showers (GeV): one spot."""
+    cells = outer_rows(torch.from_numpy(np.asarray(showers["layer_0"][:max_showers]))).numpy()
+    hit = cells[cells > 0]
+    return float(np.median(hit)) if hit.size else 0.0
+
+
+def _served_post_processing(generator: CaloGanGenerator, floors: torch.Tensor, spot: float) -> None:
+    """Put in place (or, with zeros, take out) what the served generator applies after its net."""
+    generator.cell_floor.copy_(floors)
+    generator.outer_spot.fill_(spot)
 
 
 def _log_response(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
@@ -154,7 +167,8 @@ def train_generator(
 ) -> tuple[CaloGanGenerator, TrainingSummary]:
     """Train a generator on parametrised showers (``layer_0/1/2``, ``energy``; GeV).
 
-    With ``select`` (lower is better, called on the generator with its cell floor in place) and
+    With ``select`` (lower is better, called on the generator as it will be served: its cell floor and whole
+    outer spots in place) and
     ``settings.select_every``, the best scored checkpoint is returned instead of the last step.
     """
     torch.manual_seed(seed)
@@ -186,16 +200,17 @@ def train_generator(
         return tuple(layer[index] for layer in real), energy[index]
 
     floors = cell_floors(showers, settings.cell_floor_percentile)
+    spot = outer_spot_energy(showers)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
 
     def score_checkpoint() -> None:
         nonlocal best
         if select is None or settings.select_every <= 0:
             return
-        # Scored as it would be served: behind its cell floor (set after training; see the end).
-        generator.cell_floor.copy_(floors)
+        # Scored as it would be served: behind its cell floor, with whole outer spots (set after training).
+        _served_post_processing(generator, floors, spot)
         score = select(generator)
-        generator.cell_floor.zero_()
+        _served_post_processing(generator, torch.zeros_like(floors), 0.0)
         summary.selection.append((summary.steps, score))
         if best is None or score < best[0]:
             best = (score, copy.deepcopy(generator.state_dict()))
@@ -254,7 +269,8 @@ def train_generator(
         summary.selected_step = summary.steps
     summary.seconds = time.perf_counter() - start
     # The floor is set after training: trained behind a hard floor, the outer strips of layer 0 lost their
-    # gradient and collapsed (seen: separation power 0.71 in their width).
-    generator.cell_floor.copy_(floors)
+    # gradient and collapsed (seen: separation power 0.71 in their width). Rounding to whole spots in training
+    # hides the same gradients (tried on every cell of layers 0 and 1: validation AUC 0.94 instead of 0.88).
+    _served_post_processing(generator, floors, spot)
     generator.eval()
     return generator, summary
