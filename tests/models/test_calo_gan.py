@@ -107,7 +107,7 @@ def test_cells_under_the_floor_are_emptied_and_the_floor_comes_from_the_training
 def test_layer_0_outer_cells_become_whole_spots_and_the_layer_keeps_its_energy() -> None:
     """With ``outer_spot`` set, every hit cell of layer 0's outer rows holds a whole number (>= 1) of spots,
     rounded both ways; no cell is switched on or off; the middle row absorbs the difference, so each layer keeps
-    its energy; layers 1 and 2 do not change. With ``outer_spot`` 0 the generator is as before."""
+    its energy; the back layer does not change. With ``outer_spot`` 0 the generator is as before."""
     torch.manual_seed(0)
     generator = CaloGanGenerator().eval()
     with torch.no_grad():  # a trained net's middle row holds most of the layer
@@ -140,14 +140,50 @@ def test_layer_0_outer_cells_become_whole_spots_and_the_layer_keeps_its_energy()
         whole[0][payable].sum(dim=(1, 2)), free[0][payable].sum(dim=(1, 2)), rtol=1e-5, atol=1e-6
     )
     assert float(whole[0].min()) >= 0.0
-    for index in (1, 2):
-        torch.testing.assert_close(whole[index], free[index], rtol=0, atol=0)
+    torch.testing.assert_close(whole[2], free[2], rtol=0, atol=0)
 
     showers = {"layer_0": np.zeros((3, 3, 96), np.float32)}
     showers["layer_0"][0, 0, :4] = [0.04, 0.05, 0.05, 0.1]  # outer rows: median 0.05
     showers["layer_0"][1, 2, 7] = 0.05
     showers["layer_0"][2, 1, :] = 7.0  # the middle row does not count
     assert outer_spot_energy(showers) == pytest.approx(0.05)
+
+
+def test_layer_1_halo_cells_become_whole_spots_and_training_does_not_see_it() -> None:
+    """With ``outer_spot`` set, layer 1's halo cells hold whole spots (some emptied, some rounded up), the inner
+    cells keep the layer's energy. With it 0 the step is the identity, gradients included, bit for bit."""
+    torch.manual_seed(0)
+    generator = CaloGanGenerator().eval()
+    inputs = calo_gan_inputs(np.geomspace(5.0, 100.0, 256), seed=6)
+    z, energy = torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["energy"])
+    spot = 0.05
+    with torch.no_grad():
+        free = generator(z, energy)[1]
+        generator.outer_spot.fill_(spot)
+        whole = generator(z, energy)[1]
+        generator.outer_spot.zero_()
+    halo = generator.halo
+    assert int(halo.sum()) == 144 - 36  # all but the 6 x 6 cells around the axis
+    before, after = free[:, halo], whole[:, halo]
+    spots = after / spot
+    torch.testing.assert_close(spots, torch.round(spots), rtol=0, atol=1e-3)
+    assert bool(((before > 0) & (after == 0)).any())
+    assert bool((after > before + 1e-6).any())
+    torch.testing.assert_close(whole.sum(dim=(1, 2)), free.sum(dim=(1, 2)), rtol=1e-5, atol=1e-6)
+    assert float(whole.min()) >= 0.0
+
+    def gradients(model: CaloGanGenerator) -> list[torch.Tensor]:
+        model.zero_grad()
+        layers = model(z, energy)
+        sum((layer**2).sum() for layer in layers).backward()  # type: ignore[union-attr]
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    with_step = gradients(generator)
+    generator._whole_halo_spots = lambda layer_1, _z: layer_1  # type: ignore[method-assign]
+    without_step = gradients(generator)
+    assert len(with_step) == len(without_step) > 0
+    for a, b in zip(with_step, without_step, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_energy_conservation_term_compares_the_spread_per_energy_group() -> None:

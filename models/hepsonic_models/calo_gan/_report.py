@@ -70,7 +70,8 @@ def _outer_spot_text(training: dict[str, Any]) -> str:
     return (
         f"; and the hit cells of layer 0's outer rows made whole spots of {1000 * spot:.1f} MeV (the training "
         "showers' median there), rounded up or down at random and never below one, the middle row keeping the "
-        "layer's energy"
+        "layer's energy; layer 1's halo (cells 120 mm or more from the axis) rounded the same way, without the floor "
+        "of one, its inner cells keeping the layer's energy"
     )
 
 
