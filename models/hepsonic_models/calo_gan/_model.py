@@ -53,6 +53,17 @@ def outer_rows(layer_0: torch.Tensor) -> torch.Tensor:
     return layer_0[:, _OUTER_ROWS, :]
 
 
+def _uniforms(z: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """Uniforms in [0, 1), a fixed function of z: the fractional parts of fixed projections of it."""
+    projected = z @ projection
+    return projected - torch.floor(projected)
+
+
+def _whole_spots(cells: torch.Tensor, spot: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """``cells`` rounded up or down at random to whole spots (unbiased: up with the chance of the remainder)."""
+    return spot * torch.floor(cells / torch.clamp(spot, min=1e-12) + uniform)
+
+
 def condition(energy_gev: torch.Tensor) -> torch.Tensor:
     """The conditioning variable: log10(E / 10 GeV), in [-1, 1] over the 1-100 GeV range."""
     return torch.log10(energy_gev / 10.0)
@@ -130,8 +141,7 @@ class CaloGanGenerator(nn.Module):
         # Layer energies relative to the incident energy, bounded to (0, e^1) of it: a wild latent cannot
         # produce an unphysical shower.
         log_fractions = torch.clamp(self.log_fractions(hidden), -12.0, 1.0)
-        projected = z @ self.uniform_projection
-        log_uniform = torch.log(torch.clamp(projected - torch.floor(projected), 1e-12, 1.0))
+        log_uniform = torch.log(torch.clamp(_uniforms(z, self.uniform_projection), 1e-12, 1.0))
         back_log_scale = nn.functional.softplus(self.back_exponents(hidden)) * log_uniform  # log(u^s) <= 0
         log_fractions = torch.cat(
             [log_fractions[:, :_BACK], log_fractions[:, _BACK:] + back_log_scale[:, :1]], dim=1
@@ -158,11 +168,11 @@ class CaloGanGenerator(nn.Module):
         ``outer_spot`` is 0. Branch-free, so the exported graph holds both cases."""
         spot = self.outer_spot
         outer = outer_rows(layer_0)
-        projected = (z @ self.rounding_projection).reshape(outer.shape)
-        uniform = projected - torch.floor(projected)
-        whole = spot * torch.clamp(torch.floor(outer / torch.clamp(spot, min=1e-12) + uniform), min=1.0)
+        uniform = _uniforms(z, self.rounding_projection).reshape(outer.shape)
+        whole = torch.clamp(_whole_spots(outer, spot, uniform), min=spot)  # never below one spot
         rounded = torch.where((outer > 0) & (spot > 0), whole, outer)
-        # The middle row gives (or takes) the difference in proportion to its cells, never going below 0.
+        # The middle row gives (or takes) the difference in proportion to its cells, never going below 0. (Not
+        # detached as layer 1's is: the committed net was trained with this graph, and detaching changes training.)
         middle = layer_0[:, 1, :]
         surplus = (outer - rounded).sum(dim=(1, 2))
         middle = torch.clamp(
@@ -175,10 +185,8 @@ class CaloGanGenerator(nn.Module):
         gradients included, while ``outer_spot`` is 0: the difference the inner cells take is detached, so the
         training graph computes exactly what it did without this step (a GAN carries a 1e-7 change far)."""
         spot = self.outer_spot
-        projected = (z @ self.halo_rounding_projection).reshape(layer_1.shape)
-        uniform = projected - torch.floor(projected)
-        whole = spot * torch.floor(layer_1 / torch.clamp(spot, min=1e-12) + uniform)
-        rounded = torch.where(self.halo & (spot > 0), whole, layer_1)
+        uniform = _uniforms(z, self.halo_rounding_projection).reshape(layer_1.shape)
+        rounded = torch.where(self.halo & (spot > 0), _whole_spots(layer_1, spot, uniform), layer_1)
         inner = torch.where(self.halo, torch.zeros_like(rounded), rounded)
         surplus = (layer_1 - rounded).sum(dim=(1, 2)).detach()
         share = inner / (inner.sum(dim=(1, 2), keepdim=True) + 1e-12)
