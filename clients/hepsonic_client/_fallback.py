@@ -2,22 +2,19 @@
 
 The client never imports the server package; it spawns the ``hepsonic-triton`` command (as SONIC's
 ``cmsTriton`` does), waits for its ``hepsonic-triton ready`` line (the command prints it once every model
-is READY), and stops the whole process group when the client closes, at interpreter exit, or, when
-started from the main thread, when the job dies (Linux parent-death signal).
+is READY), and stops the whole process group when the client closes, at interpreter exit, or when the
+job dies, even by SIGKILL (the child watches its parent pid).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,9 +28,9 @@ log = logging.getLogger("hepsonic_client")
 _READY_LINE = "hepsonic-triton ready"
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+#: ``hepsonic-triton`` stops when the process with this pid, its parent, dies (hepsonic_triton's
+#: ``exit_with_parent``; kept as a literal: the client never imports the server package).
+_PARENT_PID_ENV = "HEPSONIC_PARENT_PID"
 
 
 class EmbeddedTriton:
@@ -86,15 +83,16 @@ class EmbeddedTriton:
             "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         self._log_file = tempfile.NamedTemporaryFile(prefix="hepsonic-fallback-", suffix=".log")  # noqa: SIM115
-        in_main_thread = threading.current_thread() is threading.main_thread()
         try:
+            # No preexec_fn: a reconstruction job has threads, and code run between fork and exec can hang
+            # on a lock another thread held. The child watches its parent pid instead.
             self.process = subprocess.Popen(
                 argv,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: stopping it stops Triton and the stubs
-                preexec_fn=_die_with_parent if in_main_thread and sys.platform == "linux" else None,  # noqa: PLW1509
+                env={**os.environ, _PARENT_PID_ENV: str(os.getpid())},
             )
         except OSError as exc:
             msg = f"cannot start the fallback server {argv[0]!r}: {exc}"

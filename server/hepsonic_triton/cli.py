@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ._errors import TritonError
 from ._server import TritonConfig, TritonServer
-from ._signals import shutdown_requested
+from ._signals import exit_with_parent, shutdown_requested
 from ._supervise import RestartBudget, supervise
 
 __all__ = ["add_restart_arguments", "add_triton_arguments", "budget_from_args", "config_from_args", "main"]
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     add_restart_arguments(parser)
     args = parser.parse_args(argv)
     budget = budget_from_args(parser, args)
+    exit_with_parent()
     try:
         server = TritonServer(config_from_args(args), log=sys.stderr).start()
     except TritonError as exc:

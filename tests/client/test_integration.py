@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import hepsonic_client as hc
@@ -141,6 +142,44 @@ def test_fallback_starts_embedded_triton_and_stops_it(
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the launcher's process group is gone...
     assert not Client(f"grpc://{embedded.grpc_address}").is_ready()  # ...and so is Triton itself
+
+
+def test_a_killed_job_takes_its_fallback_down_even_when_a_worker_thread_started_it(
+    tiny_repository: Path,
+) -> None:
+    """Reconstruction jobs are multi-threaded and die by SIGKILL (batch systems): the embedded Triton a
+    worker thread started must not outlive the job, nor hang its start (nothing runs between fork and exec)."""
+    script = f"""
+import threading
+from hepsonic_client import EmbeddedTriton
+started = []
+worker = threading.Thread(target=lambda: started.append(EmbeddedTriton({str(tiny_repository)!r}).start()))
+worker.start()
+worker.join()
+print(started[0].process.pid, flush=True)
+threading.Event().wait()
+"""
+    job = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    family: list[psutil.Process] = []
+    try:
+        assert job.stdout is not None
+        launcher = psutil.Process(int(job.stdout.readline()))
+        family = [launcher, *launcher.children(recursive=True)]
+        assert any("tritonserver" in " ".join(p.cmdline()) for p in family)
+        job.kill()
+        job.wait(timeout=10)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        assert alive == [], f"outlived the job: {alive}"
+    finally:
+        job.kill()
+        job.wait(timeout=10)
+        if job.stdout is not None:
+            job.stdout.close()
+        for process in family:  # whatever the assertion found alive
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 def _regions() -> set[str]:
