@@ -27,7 +27,7 @@ from ._exceptions import (
 )
 from ._options import FallbackOptions, RetryPolicy, Timeouts
 from ._result import InferResult, Provenance
-from ._shm import SharedMemory
+from ._shm import SharedMemory, SharedMemoryRefused
 from ._transport import Array, ModelInfo, ModelMetadata, Reply, Transport
 
 __all__ = ["Client", "parse_server"]
@@ -76,6 +76,8 @@ class _Server:
         self.transport = transport
         self.via = via
         self.open_until = 0.0
+        #: False once the server refused a shared-memory region: its tensors then travel in the requests.
+        self.takes_shared_memory = True
 
     def available(self, now: float) -> bool:
         return now >= self.open_until
@@ -93,7 +95,8 @@ class Client:
     thread-safe. ``fallback`` (opt-in) starts an embedded Triton, then in-process onnxruntime, when no
     server answers; every fallback is logged at WARNING and counted in :meth:`stats`.
     ``shared_memory=True`` passes tensors through Triton system shared memory when the server is on this
-    machine (``None``: off; see :class:`~hepsonic_client.SharedMemory` for clean-up).
+    machine (``None``: off; see :class:`~hepsonic_client.SharedMemory` for clean-up); a server that refuses
+    regions (the gateway, which spreads requests over replicas) gets the tensors in the requests instead.
     """
 
     def __init__(
@@ -166,17 +169,25 @@ class Client:
         deadline = timeout if timeout is not None else self.timeouts.request
 
         def call(server: _Server) -> Reply:
-            if self._shm is not None and server.transport.is_local:
+            if self._shm is not None and server.transport.is_local and server.takes_shared_memory:
                 shm: SharedMemory = self._shm
-                return shm.infer(
-                    server.transport,
-                    model,
-                    arrays,
-                    version=version_str,
-                    outputs=wanted,
-                    timeout=deadline,
-                    metadata=self._metadata_cache.get((model, version_str)),
-                )
+                try:
+                    return shm.infer(
+                        server.transport,
+                        model,
+                        arrays,
+                        version=version_str,
+                        outputs=wanted,
+                        timeout=deadline,
+                        metadata=self._metadata_cache.get((model, version_str)),
+                    )
+                except SharedMemoryRefused as exc:
+                    server.takes_shared_memory = False
+                    log.warning(
+                        "hepsonic: no shared memory with %s; tensors go in the requests: %s",
+                        server.transport.address,
+                        exc,
+                    )
             return server.transport.infer(
                 model, arrays, version=version_str, outputs=wanted, timeout=deadline
             )

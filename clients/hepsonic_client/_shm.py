@@ -24,10 +24,10 @@ import numpy as np
 import tritonclient.utils.shared_memory as triton_shm
 
 from ._client_types import NUMPY_OF_DATATYPE
-from ._exceptions import HepsonicError
+from ._exceptions import HepsonicError, InferenceError
 from ._transport import Array, ModelMetadata, Reply, ShmBinding, Transport
 
-__all__ = ["SharedMemory", "sweep_stale_regions"]
+__all__ = ["SharedMemory", "SharedMemoryRefused", "sweep_stale_regions"]
 
 log = logging.getLogger("hepsonic_client")
 
@@ -67,6 +67,11 @@ def _aligned(size: int) -> int:
     return (size + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
+class SharedMemoryRefused(HepsonicError):
+    """The server answered that it does not take shared-memory regions (the gateway, which spreads requests over
+    replicas, does not); :class:`~hepsonic_client.Client` then sends that server's tensors in the requests."""
+
+
 class _Region:
     def __init__(self, transport: Transport, byte_size: int, index: int, token: str) -> None:
         self.name = f"{_PREFIX}{os.getpid()}_{token}_{index}"
@@ -76,6 +81,9 @@ class _Region:
         self.handle = triton_shm.create_shared_memory_region(self.name, self.key, byte_size, create_only=True)
         try:
             transport.register_shared_memory(self.name, self.key, byte_size, timeout=10.0)
+        except InferenceError as exc:  # an answer, not a failure on the way: it does not take regions
+            triton_shm.destroy_shared_memory_region(self.handle)
+            raise SharedMemoryRefused(str(exc), server=transport.address) from exc
         except BaseException:
             triton_shm.destroy_shared_memory_region(self.handle)
             raise

@@ -10,6 +10,7 @@ GatewayError
 ├── Unavailable         no healthy replica, or every retry failed
 ├── DeadlineExceeded    the upstream did not answer in time
 ├── Conflict            the action clashes with one in progress (a second rollout of the same model)
+├── NotOffered          a KServe/Triton API the gateway does not forward (shared memory, model control)
 └── UpstreamError       Triton answered with an error (its status is kept)
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "NotFound",
+    "NotOffered",
     "Overloaded",
     "PermissionDenied",
     "TooLarge",
@@ -52,6 +54,25 @@ class TooLarge(InvalidRequest):
 
 class Conflict(GatewayError):
     """The action clashes with one already in progress."""
+
+
+class NotOffered(GatewayError):
+    """A part of Triton's API that the gateway does not forward; the message says what to use instead."""
+
+
+#: Why each part of Triton's API that the gateway does not forward is left out, and what to use instead.
+NOT_OFFERED: dict[str, str] = {
+    "shared memory": (
+        "the gateway does not forward shared-memory registration (a region lives on one machine, the gateway "
+        "spreads requests over replicas): send the tensors in the request, or use shared memory with a Triton "
+        "on the same machine"
+    ),
+    "model control": (
+        "the gateway loads and unloads models itself: use its rollout (POST /admin/models/{model}/rollout or "
+        "`hepsonic-gateway rollout`, admin key)"
+    ),
+    "settings": "trace and log settings are Triton's own: change them on each Triton",
+}
 
 
 class Unauthenticated(GatewayError):

@@ -23,11 +23,13 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from ._auth import Principal
 from ._dataplane import DataPlane, ReplicaUnreachable, Target, new_request_id
 from ._errors import (
+    NOT_OFFERED,
     Conflict,
     DeadlineExceeded,
     GatewayError,
     InvalidRequest,
     NotFound,
+    NotOffered,
     Overloaded,
     PermissionDenied,
     TooLarge,
@@ -51,6 +53,7 @@ _CODE: dict[type[GatewayError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Conflict: grpc.StatusCode.ABORTED,
+    NotOffered: grpc.StatusCode.UNIMPLEMENTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -361,6 +364,23 @@ def _field_bytes(number: int, payload: bytes) -> bytes:
     return bytes(header) + payload
 
 
+#: The generated base class's methods: what the gateway inherits without implementing (they would end in
+#: "Unexpected NotImplementedError", UNKNOWN, instead of a status that says what to do).
+_TRITON_BASE: dict[str, Any] = dict(vars(service_pb2_grpc.GRPCInferenceServiceServicer))
+
+
+def _not_offered_reason(method: str) -> str:
+    if "SharedMemory" in method:
+        return NOT_OFFERED["shared memory"]
+    if method.startswith("Repository"):
+        return NOT_OFFERED["model control"]
+    return NOT_OFFERED["settings"]
+
+
+async def _not_offered(method: str, _request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    await _abort(context, NotOffered(f"{method}: {_not_offered_reason(method)}"))
+
+
 def _handlers(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
     """The service's method handlers: protobuf (de)serialisation everywhere except ``ModelInfer`` (raw)."""
     service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -374,8 +394,11 @@ def _handlers(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
             continue
         request_type = getattr(service_pb2, method.input_type.name)
         response_type = getattr(service_pb2, method.output_type.name)
+        implementation = getattr(type(servicer), method.name, None)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
+            getattr(servicer, method.name)
+            if implementation is not None and implementation is not _TRITON_BASE.get(method.name)
+            else functools.partial(_not_offered, method.name),
             request_deserializer=request_type.FromString,
             response_serializer=response_type.SerializeToString,
         )

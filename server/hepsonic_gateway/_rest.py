@@ -32,11 +32,13 @@ from ._dataplane import (
     retry_after_header,
 )
 from ._errors import (
+    NOT_OFFERED,
     Conflict,
     DeadlineExceeded,
     GatewayError,
     InvalidRequest,
     NotFound,
+    NotOffered,
     Overloaded,
     PermissionDenied,
     TooLarge,
@@ -60,6 +62,7 @@ _STATUS: dict[type[GatewayError], int] = {
     Unauthenticated: 401,
     PermissionDenied: 403,
     Conflict: 409,
+    NotOffered: 501,
     Overloaded: 429,
     Unavailable: 503,
     DeadlineExceeded: 504,
@@ -95,6 +98,15 @@ def _error_response(exc: GatewayError, headers: dict[str, str] | None = None) ->
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": exc.message}, status_code=status_of(exc), headers=headers)
+
+
+def _refuse(reason: str) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that answers 501 with ``reason`` (a part of Triton's API the gateway does not forward)."""
+
+    async def refuse(request: Request) -> Response:
+        raise NotOffered(f"{request.url.path}: {reason}")
+
+    return refuse
 
 
 def _dataplane(request: Request) -> DataPlane:
@@ -290,6 +302,17 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
             for model, versions in sorted(plane.models(principal).items())
             for version in sorted(versions)
         ]
+
+    # Parts of Triton's API the gateway does not forward: 501 with what to use instead, not a bare 404.
+    not_offered = {
+        "/v2/systemsharedmemory/{rest:path}": "shared memory",
+        "/v2/cudasharedmemory/{rest:path}": "shared memory",
+        "/v2/repository/models/{rest:path}": "model control",
+        "/v2/trace/setting": "settings",
+        "/v2/logging": "settings",
+    }
+    for path, what in not_offered.items():
+        app.add_api_route(path, _refuse(NOT_OFFERED[what]), methods=["GET", "POST"], include_in_schema=False)
 
     async def _model_get(
         plane: DataPlane, principal: Principal, model: str, version: str | None, suffix: str

@@ -396,3 +396,42 @@ def test_stream_error_answers_carry_the_request_id(gateway: Gateway) -> None:
     assert "version 7" in by_id["bad-1"].error_message
     assert "NOT_FOUND" in by_id["bad-1"].error_message
     assert by_id["bad-1"].infer_response.model_name == "toy"
+
+
+def test_parts_of_triton_it_does_not_forward_say_what_to_use_instead(
+    client: httpx.Client, gateway: Gateway
+) -> None:
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        register = service_pb2.SystemSharedMemoryRegisterRequest(name="r", key="/r", byte_size=64)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.SystemSharedMemoryRegister(register, metadata=list(bearer("reader").items()))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "send the tensors in the request" in caught.value.details()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.RepositoryModelLoad(service_pb2.RepositoryModelLoadRequest(model_name="toy"))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "rollout" in caught.value.details()
+    shared = client.post("/v2/systemsharedmemory/region/r/register", json={"key": "/r", "byte_size": 64})
+    assert shared.status_code == 501
+    assert "send the tensors in the request" in shared.json()["error"]
+    load = client.post("/v2/repository/models/toy/load", headers=bearer("admin"))
+    assert load.status_code == 501
+    assert "rollout" in load.json()["error"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_client_asking_for_shared_memory_still_gets_its_answer_through_the_gateway(
+    gateway: Gateway, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway is on this machine, so the client tries shared memory; refused, it sends the tensors."""
+    from hepsonic_client import Client  # noqa: PLC0415
+
+    address = gateway.grpc if protocol == "grpc" else gateway.http
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with Client(f"{protocol}://{address}", shared_memory=True, api_key=KEYS["reader"]) as hepsonic:
+        for _ in range(3):
+            np.testing.assert_array_equal(hepsonic.infer("toy", {"x": x}, 2)["y"], x * 2 + 1)
+        assert hepsonic._shm.region_names == []  # the refused region was freed at once
+    refusals = [r for r in caplog.records if "no shared memory with" in r.getMessage()]
+    assert len(refusals) == 1  # asked once, not on every request
