@@ -18,7 +18,7 @@ __all__ = ["InferResult", "Provenance", "write_provenance"]
 class Provenance:
     """Where a result came from: enough to reproduce it.
 
-    ``via`` says how it was obtained: ``"server"`` (a configured server), ``"embedded-triton"`` or
+    ``via`` says how it was obtained: ``"server"`` (a configured server), ``"embedded_triton"`` or
     ``"onnxruntime"`` (a fallback).
     """
 
