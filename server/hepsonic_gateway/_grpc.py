@@ -364,11 +364,6 @@ def _field_bytes(number: int, payload: bytes) -> bytes:
     return bytes(header) + payload
 
 
-#: The generated base class's methods: what the gateway inherits without implementing (they would end in
-#: "Unexpected NotImplementedError", UNKNOWN, instead of a status that says what to do).
-_TRITON_BASE: dict[str, Any] = dict(vars(service_pb2_grpc.GRPCInferenceServiceServicer))
-
-
 def _not_offered_reason(method: str) -> str:
     if "SharedMemory" in method:
         return NOT_OFFERED["shared memory"]
@@ -394,11 +389,12 @@ def _handlers(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
             continue
         request_type = getattr(service_pb2, method.input_type.name)
         response_type = getattr(service_pb2, method.output_type.name)
-        implementation = getattr(type(servicer), method.name, None)
+        # What the gateway only inherits from the generated base class would end in "Unexpected
+        # NotImplementedError" (UNKNOWN); it answers UNIMPLEMENTED with what to use instead.
+        inherited = getattr(service_pb2_grpc.GRPCInferenceServiceServicer, method.name)
+        offered = getattr(type(servicer), method.name) is not inherited
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name)
-            if implementation is not None and implementation is not _TRITON_BASE.get(method.name)
-            else functools.partial(_not_offered, method.name),
+            getattr(servicer, method.name) if offered else functools.partial(_not_offered, method.name),
             request_deserializer=request_type.FromString,
             response_serializer=response_type.SerializeToString,
         )
