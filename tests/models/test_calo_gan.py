@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -17,7 +16,6 @@ from hepsonic_models.calo_gan._model import outer_rows
 from hepsonic_models.calo_gan._train import (
     TrainingSettings,
     _conservation,
-    _update_average,
     cell_floors,
     outer_spot_energy,
     train_generator,
@@ -229,40 +227,6 @@ def test_training_keeps_the_best_scored_checkpoint_with_its_floor_in_place() -> 
     assert not torch.equal(last.patterns[0].weight, chosen.patterns[0].weight)
 
 
-def test_averaged_weights_compete_without_changing_the_training() -> None:
-    showers = simulate_calogan_showers(np.linspace(5.0, 60.0, 256), seed=2)
-    settings = TrainingSettings(max_steps=6, batch_size=32, select_every=3, average_decay=0.5)
-    candidates: list[dict[str, torch.Tensor]] = []
-
-    def prefer_the_average_at_step_3(generator: CaloGanGenerator) -> float:
-        candidates.append(copy.deepcopy(generator.state_dict()))
-        return [0.5, 0.2, 0.7, 0.6][len(candidates) - 1]  # raw 3, averaged 3, raw 6, averaged 6
-
-    chosen, summary = train_generator(showers, settings, seed=3, select=prefer_the_average_at_step_3)
-    assert [step for step, _ in summary.selection] == [3, 6]
-    assert [step for step, _ in summary.averaged_selection] == [3, 6]
-    assert (summary.selected_step, summary.selected_averaged) == (3, True)
-    raw_3, averaged_3 = candidates[0], candidates[1]
-    for name, tensor in chosen.state_dict().items():
-        if name not in ("cell_floor", "outer_spot"):  # set on the chosen one after training
-            torch.testing.assert_close(tensor, averaged_3[name], rtol=0, atol=0)
-    assert not torch.equal(averaged_3["patterns.0.weight"], raw_3["patterns.0.weight"])
-    # The raw weights are those of a training without averaging: the average is a side computation.
-    plain, _ = train_generator(showers, TrainingSettings(max_steps=3, batch_size=32), seed=3)
-    for name, tensor in plain.state_dict().items():
-        if name not in ("cell_floor", "outer_spot"):
-            torch.testing.assert_close(raw_3[name], tensor, rtol=0, atol=0)
-
-
-def test_the_moving_average_update() -> None:
-    torch.manual_seed(0)
-    averaged, generator = CaloGanGenerator(hidden=8), CaloGanGenerator(hidden=8)
-    before = [p.clone() for p in averaged.parameters()]
-    _update_average(averaged, generator, 0.9)
-    for old, new, target in zip(before, averaged.parameters(), generator.parameters(), strict=True):
-        torch.testing.assert_close(new, 0.9 * old + 0.1 * target)
-
-
 def test_separation_power_and_features() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=5000)
@@ -297,9 +261,4 @@ def test_smoke_pipeline_exports_served_generator(calo_smoke_build) -> None:
     assert [step for step, _ in training["selection"]] == [5, 10]
     assert training["selected_step"] in (5, 10)
     card = (calo_smoke_build.repository / "calo_gan" / "MODEL_CARD.md").read_text()
-    kept = f"step {training['selected_step']}"
-    if training["selected_averaged"]:
-        kept = f"the moving average of the weights at {kept}"
-    assert f"Checkpoint kept: {kept}" in card
-    assert [step for step, _ in training["averaged_selection"]] == [5, 10]
-    assert "The moving average of the weights (decay 0.9) at the same steps" in card
+    assert f"Checkpoint kept: step {training['selected_step']}" in card

@@ -40,11 +40,9 @@ def sizes(smoke: bool) -> dict[str, int]:
 def training_settings(smoke: bool) -> TrainingSettings:
     """Training settings of the build."""
     if smoke:
-        return TrainingSettings(
-            max_steps=10, max_seconds=10.0, batch_size=128, select_every=5, average_decay=0.9
-        )
+        return TrainingSettings(max_steps=10, max_seconds=10.0, batch_size=128, select_every=5)
     # A fixed step count keeps the build reproducible; the time limit only guards a very slow machine.
-    return TrainingSettings(max_steps=36_000, max_seconds=6000.0, select_every=2000, average_decay=0.999)
+    return TrainingSettings(max_steps=36_000, max_seconds=6000.0, select_every=2000)
 
 
 def _load(path: Path) -> tuple[Showers, float]:

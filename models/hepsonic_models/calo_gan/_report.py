@@ -81,24 +81,13 @@ def _selection_text(training: dict[str, Any], seed: int) -> str:
     if not scores:
         return ""
     listed = ", ".join(f"{int(step):,}: {score:.3f}" for step, score in scores)
-    averaged = training.get("averaged_selection") or []
     first = seed + VALIDATION_SEED_OFFSET
-    kept = f"step {int(training['selected_step']):,}"
-    if training.get("selected_averaged"):
-        kept = f"the moving average of the weights at {kept}"
-    text = (
-        f"\n  Checkpoint kept: {kept}, the best of those scored every "
+    return (
+        f"\n  Checkpoint kept: step {int(training['selected_step']):,}, the best of those scored every "
         f"{int(training['select_every']):,} steps on validation showers (seeds {first}-{first + len(FIXED_ENERGIES_GEV)}, never the "
         "test ones): classifier AUC there, + 1 when another target is missed there. Scores by step: "
         f"{listed}."
     )
-    if averaged:
-        text += (
-            f" The moving average of the weights (decay {float(training['average_decay']):g}) at the same steps: "
-            + ", ".join(f"{int(step):,}: {score:.3f}" for step, score in averaged)
-            + "."
-        )
-    return text
 
 
 def _write_outputs(ctx: BuildContext, record: dict[str, Any], result: ValidationResult) -> Path:

@@ -50,10 +50,6 @@ class TrainingSettings:
     #: the best checkpoint (0: keep the last step). GAN training does not converge to a point: the shapes and
     #: the resolution wander from step to step, so the last step is a draw.
     select_every: int = 0
-    #: Decay of an exponential moving average of the generator's weights (Polyak averaging; 0 = none). The
-    #: average smooths the step-to-step wander; at each selection it is scored too, beside the raw weights.
-    #: It is a side computation: the training trajectory is bit for bit the same with or without it.
-    average_decay: float = 0.0
 
 
 @dataclass
@@ -65,11 +61,7 @@ class TrainingSummary:
     history: list[tuple[int, float, float]] = field(default_factory=list)
     #: (step, score) of every scored checkpoint, and the step kept.
     selection: list[tuple[int, float]] = field(default_factory=list)
-    #: (step, score) of the averaged weights at the same steps (empty without averaging).
-    averaged_selection: list[tuple[int, float]] = field(default_factory=list)
     selected_step: int = 0
-    #: Whether the kept checkpoint is the averaged weights of ``selected_step`` rather than its raw ones.
-    selected_averaged: bool = False
 
 
 def cell_floors(showers: Showers, percentile: float, max_showers: int = 50_000) -> torch.Tensor:
@@ -93,13 +85,6 @@ def _served_post_processing(generator: CaloGanGenerator, floors: torch.Tensor, s
     """Put in place (or, with zeros, take out) what the served generator applies after its net."""
     generator.cell_floor.copy_(floors)
     generator.outer_spot.fill_(spot)
-
-
-@torch.no_grad()
-def _update_average(averaged: CaloGanGenerator, generator: CaloGanGenerator, decay: float) -> None:
-    """One step of the moving average: averaged <- decay * averaged + (1 - decay) * generator."""
-    for mine, theirs in zip(averaged.parameters(), generator.parameters(), strict=True):
-        mine.lerp_(theirs, 1.0 - decay)
 
 
 def _log_response(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
@@ -183,8 +168,8 @@ def train_generator(
     """Train a generator on parametrised showers (``layer_0/1/2``, ``energy``; GeV).
 
     With ``select`` (lower is better, called on the generator as it will be served: its cell floor and whole
-    outer spots in place) and ``settings.select_every``, the best scored checkpoint is returned instead of the
-    last step; with ``settings.average_decay`` the averaged weights of each scored step compete too.
+    outer spots in place) and
+    ``settings.select_every``, the best scored checkpoint is returned instead of the last step.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -217,26 +202,19 @@ def train_generator(
     floors = cell_floors(showers, settings.cell_floor_percentile)
     spot = outer_spot_energy(showers)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    averaged = copy.deepcopy(generator).requires_grad_(False) if settings.average_decay > 0 else None
-
-    def score(candidate: CaloGanGenerator, scores: list[tuple[int, float]], *, is_average: bool) -> None:
-        nonlocal best
-        assert select is not None
-        # Scored as it would be served: behind its cell floor, with whole outer spots (set after training).
-        _served_post_processing(candidate, floors, spot)
-        value = select(candidate)
-        _served_post_processing(candidate, torch.zeros_like(floors), 0.0)
-        scores.append((summary.steps, value))
-        if best is None or value < best[0]:
-            best = (value, copy.deepcopy(candidate.state_dict()))
-            summary.selected_step, summary.selected_averaged = summary.steps, is_average
 
     def score_checkpoint() -> None:
+        nonlocal best
         if select is None or settings.select_every <= 0:
             return
-        score(generator, summary.selection, is_average=False)
-        if averaged is not None:
-            score(averaged, summary.averaged_selection, is_average=True)
+        # Scored as it would be served: behind its cell floor, with whole outer spots (set after training).
+        _served_post_processing(generator, floors, spot)
+        score = select(generator)
+        _served_post_processing(generator, torch.zeros_like(floors), 0.0)
+        summary.selection.append((summary.steps, score))
+        if best is None or score < best[0]:
+            best = (score, copy.deepcopy(generator.state_dict()))
+            summary.selected_step = summary.steps
 
     progress = tqdm(total=settings.max_steps, desc="calo_gan WGAN-GP", unit="step")
     critic_loss = torch.tensor(0.0)
@@ -274,8 +252,6 @@ def train_generator(
         g_opt.zero_grad(set_to_none=True)
         generator_loss.backward()
         g_opt.step()
-        if averaged is not None:
-            _update_average(averaged, generator, settings.average_decay)
 
         summary.steps += 1
         progress.update(1)
