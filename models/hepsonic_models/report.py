@@ -90,11 +90,29 @@ def git_revision() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name ("" when unknown)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return platform.processor()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor()
+
+
 def build_machine() -> str:
-    """One line describing the machine a build ran on (for model cards)."""
+    """One line describing the machine a build ran on (for model cards).
+
+    It names the processor: GAN training is bit-for-bit reproducible on one machine but not across processors
+    (their float kernels round differently), so the same command and seed elsewhere trains other weights."""
     cores = len(os.sched_getaffinity(0))
+    cpu = cpu_model()
     return (
-        f"{platform.machine()} {platform.system()}, {cores} usable cores, Python {platform.python_version()}"
+        f"{platform.machine()} {platform.system()}{f' ({cpu})' if cpu else ''}, {cores} usable cores, "
+        f"Python {platform.python_version()}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,17 @@ def test_committed_model_matches_spec_graph_and_hashes(name: str) -> None:
         for output in session.run(None, feeds):
             assert output.shape[0] == 3
             assert np.isfinite(output).all()
+
+
+def test_the_build_machine_names_its_processor(tmp_path: Path) -> None:
+    from hepsonic_models.report import build_machine, cpu_model  # noqa: PLC0415
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338\n"
+    )
+    assert cpu_model(cpuinfo) == "Intel(R) Xeon(R) Gold 6338"
+    here = cpu_model()
+    assert build_machine().startswith(
+        f"{platform.machine()} {platform.system()}" + (f" ({here})" if here else "")
+    )
