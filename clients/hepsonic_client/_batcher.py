@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -73,14 +74,20 @@ class Batcher:
         self.model = model
         self.version = version
         self.options = options or BatchingOptions()
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        """Fresh queue, counters and threads: at construction, and in a forked child (a worker process of the
+        job), which inherits none of the parent's threads; what the parent had queued stays the parent's."""
+        self._pid = os.getpid()
         self._buckets: dict[_BucketKey, _Bucket] = {}
         self._cond = threading.Condition()
         self._inflight = threading.Semaphore(self.options.max_inflight)
-        self._closed = False
         self._objects = 0
         self._requests = 0
         self._senders = ThreadPoolExecutor(self.options.max_inflight, thread_name_prefix="hepsonic-send")
-        self._thread = threading.Thread(target=self._run, name=f"hepsonic-batcher-{model}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"hepsonic-batcher-{self.model}", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ public
@@ -89,6 +96,8 @@ class Batcher:
         arrays = {name: np.asarray(value) for name, value in inputs.items()}
         key, arrays = self._bucket(arrays)
         future: Future[InferResult] = Future()
+        if self._pid != os.getpid() and not self._closed:
+            self._start()
         with self._cond:
             if self._closed:
                 msg = f"Batcher for model {self.model!r} is closed"
@@ -122,6 +131,9 @@ class Batcher:
 
     def close(self) -> None:
         """Send what is queued, wait for every answer, stop the worker. Idempotent."""
+        if self._pid != os.getpid():  # a forked child never started the parent's threads
+            self._closed = True
+            return
         with self._cond:
             if self._closed:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -142,6 +143,7 @@ class Client:
         self._counts_lock = threading.Lock()
         self._rng = random.Random()
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = os.getpid()
         self._shm: Any = None
         if shared_memory:
             self._shm = SharedMemory()
@@ -208,8 +210,9 @@ class Client:
         """Run several batches with up to ``concurrency`` requests in flight; results in input order."""
         if not batches:
             return []
-        if self._pool is None:
+        if self._pool is None or self._pool_pid != os.getpid():  # a forked child inherits no pool threads
             self._pool = ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="hepsonic")
+            self._pool_pid = os.getpid()
         futures = [
             self._pool.submit(self.infer, model, batch, version, outputs=outputs, timeout=timeout)
             for batch in batches
@@ -264,7 +267,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        if self._pool is not None:
+        if self._pool is not None and self._pool_pid == os.getpid():
             self._pool.shutdown(wait=True)
         if self._shm is not None:
             self._shm.close()

@@ -50,6 +50,7 @@ class EmbeddedTriton:
         self.stop_timeout = stop_timeout
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
         self._log_file: tempfile._TemporaryFileWrapper[bytes] | None = None
 
     @property
@@ -83,6 +84,7 @@ class EmbeddedTriton:
             "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         self._log_file = tempfile.NamedTemporaryFile(prefix="hepsonic-fallback-", suffix=".log")  # noqa: SIM115
+        self._owner = os.getpid()
         try:
             # No preexec_fn: a reconstruction job has threads, and code run between fork and exec can hang
             # on a lock another thread held. The child watches its parent pid instead.
@@ -117,9 +119,10 @@ class EmbeddedTriton:
         raise FallbackError(msg)
 
     def stop(self) -> None:
-        """Stop the process group (SIGTERM, then SIGKILL after ``stop_timeout``). Idempotent."""
+        """Stop the process group (SIGTERM, then SIGKILL after ``stop_timeout``). Idempotent; a no-op in a forked
+        child (a worker process of the job), whose exit must not take the parent's server down."""
         process = self.process
-        if process is None:
+        if process is None or self._owner != os.getpid():
             return
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):

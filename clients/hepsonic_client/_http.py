@@ -8,6 +8,7 @@ per thread by model, version, input shapes and outputs; each call only sets new 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +24,25 @@ __all__ = ["HttpTransport"]
 
 _TEMPLATE_CACHE_SIZE = 256
 _PROVENANCE_HEADERS = ("x-hepsonic-model-version", "x-hepsonic-model-sha256", "x-hepsonic-server")
+
+
+#: The process in which each thread last used gevent (tritonclient.http runs on it).
+_gevent_user = threading.local()
+
+
+def _reinit_gevent_after_fork() -> None:
+    """Give this thread's gevent hub its own event loop when it was inherited through a fork.
+
+    gevent's hub is per thread, and a forked child (a worker process of the job) inherits the forking thread's:
+    its epoll descriptor is the parent's, so the parent takes the child's socket events and the child waits
+    forever. ``gevent.reinit`` makes the child a loop of its own (gevent only does it for ``gevent.fork``).
+    """
+    pid = os.getpid()
+    if getattr(_gevent_user, "pid", pid) != pid:
+        import gevent  # noqa: PLC0415
+
+        gevent.reinit()
+    _gevent_user.pid = pid
 
 
 class _HeaderKeepingClient(triton_http.InferenceServerClient):  # type: ignore[misc]
@@ -69,21 +89,25 @@ class HttpTransport(Transport):
         self._connect_timeout = connect_timeout or 3600.0
         self._request_timeout = request_timeout or 3600.0
         self._local = threading.local()
-        self._all_clients: list[_HeaderKeepingClient] = []
+        self._all_clients: list[tuple[int, _HeaderKeepingClient]] = []
         self._lock = threading.Lock()
 
     def _client(self) -> _HeaderKeepingClient:
         client: _HeaderKeepingClient | None = getattr(self._local, "client", None)
-        if client is None:
+        # A forked child (a worker process of the job) inherits this thread's connection: sharing the socket
+        # with the parent mixes up the answers, so it opens its own.
+        if client is None or self._local.pid != os.getpid():
+            _reinit_gevent_after_fork()
             client = _HeaderKeepingClient(
                 self._host_port,
                 connection_timeout=self._connect_timeout,
                 network_timeout=self._request_timeout,
             )
             self._local.client = client
+            self._local.pid = os.getpid()
             self._local.templates = {}
             with self._lock:
-                self._all_clients.append(client)
+                self._all_clients.append((os.getpid(), client))
         return client
 
     def _tensors(
@@ -214,7 +238,11 @@ class HttpTransport(Transport):
     def close(self) -> None:
         with self._lock:
             clients, self._all_clients = self._all_clients, []
-        for client in clients:
+        for owner, client in clients:
+            if (
+                owner != os.getpid()
+            ):  # the parent's connection, inherited through a fork: the parent's to close
+                continue
             # closing another thread's gevent client may fail; the connection dies with it anyway
             with contextlib.suppress(Exception):
                 client.close()

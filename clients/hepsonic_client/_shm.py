@@ -74,7 +74,8 @@ class SharedMemoryRefused(HepsonicError):
 
 class _Region:
     def __init__(self, transport: Transport, byte_size: int, index: int, token: str) -> None:
-        self.name = f"{_PREFIX}{os.getpid()}_{token}_{index}"
+        self.owner = os.getpid()
+        self.name = f"{_PREFIX}{self.owner}_{token}_{index}"
         self.key = f"/{self.name}"
         self.byte_size = byte_size
         self.transport = transport
@@ -111,10 +112,12 @@ class SharedMemory:
     def region_names(self) -> list[str]:
         """Names of the regions currently held."""
         with self._lock:
-            return [r.name for r in self._regions]
+            return [r.name for r in self._regions if r.owner == os.getpid()]
 
     def _region(self, transport: Transport, byte_size: int) -> _Region:
-        mine: dict[str, _Region] = self._local.__dict__.setdefault("regions", {})
+        # Keyed by process too: a forked child inherits this thread's regions, and writing into the parent's
+        # region while the parent does would swap their tensors. The child makes its own.
+        mine: dict[str, _Region] = self._local.__dict__.setdefault(f"regions_{os.getpid()}", {})
         region = mine.get(transport.address)
         if region is not None and region.byte_size >= byte_size:
             return region
@@ -191,5 +194,6 @@ class SharedMemory:
             regions, self._regions = self._regions, []
             self._closed = True
         for region in regions:
-            region.release()
+            if region.owner == os.getpid():  # a forked child leaves the parent's regions to the parent
+                region.release()
         atexit.unregister(self.close)

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -180,6 +181,78 @@ threading.Event().wait()
         for process in family:  # whatever the assertion found alive
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+
+
+#: What a job built before forking its worker processes (read by _forked_worker in the children).
+_JOB: dict[str, Any] = {}
+
+
+def _job_inputs(i: int) -> np.ndarray:
+    return np.random.default_rng(100 + i).normal(size=(5, IN_FEATURES)).astype(np.float32)
+
+
+def _forked_worker(worker: int, workers: int, answers: Any) -> None:
+    client, batcher = _JOB["client"], _JOB["batcher"]
+    try:
+        for i in range(worker, 24, workers):
+            x = _job_inputs(i)
+            alone = client.infer("tiny", {"x": x})["y"]
+            many = client.infer_many("tiny", [{"x": x}, {"x": 2 * x}])
+            row = batcher.infer({"x": x[0]}, timeout=30)["y"]
+            answers.put((i, alone, many[0]["y"], many[1]["y"], row))
+    finally:
+        batcher.close()
+        client.close()  # this process's own connections and regions: the parent's stay the parent's
+
+
+@pytest.mark.parametrize(("protocol", "shared_memory"), [("grpc", True), ("http", True), ("http", False)])
+def test_forked_worker_processes_get_their_own_answers(
+    server: EmbeddedTriton, tiny_repository: Path, protocol: str, shared_memory: bool
+) -> None:
+    """A job that used the client, then forks workers (multiprocessing's default on Linux): each worker gets
+    the answers to its own inputs. Inherited, the HTTP connection hung and shared-memory regions mixed up the
+    processes' tensors (91 of 128 answers wrong); infer_many and the Batcher waited for threads that a fork
+    does not copy."""
+    import multiprocessing  # noqa: PLC0415
+
+    address = server.grpc_address if protocol == "grpc" else server.http_address
+    client = Client(f"{protocol}://{address}", shared_memory=shared_memory)
+    batcher = Batcher(client, "tiny", options=BatchingOptions(max_batch_size=8, max_latency=0.001))
+    expected = reference(tiny_repository, np.concatenate([_job_inputs(i) for i in range(24)]))
+    client.infer_many("tiny", [{"x": _job_inputs(0)}, {"x": _job_inputs(1)}])  # the pool's threads exist
+    batcher.infer({"x": _job_inputs(0)[0]}, timeout=30)  # and the batcher's
+    _JOB.update(client=client, batcher=batcher)
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    workers = [context.Process(target=_forked_worker, args=(w, 3, answers)) for w in range(3)]
+    try:
+        for worker in workers:
+            worker.start()
+        got = [answers.get(timeout=60) for _ in range(24)]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert [worker.exitcode for worker in workers] == [0, 0, 0]
+        for i, alone, first, second, row in got:
+            mine = expected[5 * i : 5 * i + 5]
+            np.testing.assert_allclose(alone, mine, atol=1e-5)
+            np.testing.assert_allclose(first, mine, atol=1e-5)
+            np.testing.assert_allclose(second, reference(tiny_repository, 2 * _job_inputs(i)), atol=1e-5)
+            np.testing.assert_allclose(row, mine[0], atol=1e-5)
+        # The parent's client, batcher and regions still work after its workers closed theirs.
+        np.testing.assert_allclose(
+            client.infer("tiny", {"x": _job_inputs(3)})["y"], expected[15:20], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            batcher.infer({"x": _job_inputs(4)[0]}, timeout=30)["y"], expected[20], atol=1e-5
+        )
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+        answers.close()
+        _JOB.clear()
+        batcher.close()
+        client.close()
 
 
 def _regions() -> set[str]:
