@@ -34,7 +34,15 @@ def _block(marker: str) -> str:
 
 
 def test_every_example_is_checked() -> None:
-    markers = ('version="2")', "RetryPolicy", "InputError", "Batcher", "AsyncClient", "write_provenance")
+    markers = (
+        'version="2")',
+        "RetryPolicy",
+        "InputError",
+        "Batcher",
+        "AsyncClient",
+        "multiprocessing",
+        "write_provenance",
+    )
     assert len(BLOCKS) == len(markers)
     assert all(len([b for b in BLOCKS if marker in b]) == 1 for marker in markers)
 
@@ -74,3 +82,7 @@ def test_asyncio(stack: Stack) -> None:
 
 def test_provenance_record(stack: Stack) -> None:
     assert _run(_block("write_provenance"), stack).strip() == "2 ['hepsonic_provenance']"
+
+
+def test_forked_workers(stack: Stack) -> None:
+    assert _run(_block("multiprocessing"), stack).strip() == "True"
