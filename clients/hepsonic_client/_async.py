@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self, TypeVar
 
 from ._client import Client
+from ._pool import ProcessPool
 from ._result import InferResult
 from ._transport import ModelInfo, ModelMetadata
 
@@ -30,7 +30,8 @@ class AsyncClient:
 
     def __init__(self, *args: Any, concurrency: int = 8, **kwargs: Any) -> None:
         self._client = Client(*args, **kwargs)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hepsonic-async")
+        self._concurrency = concurrency
+        self._pool = ProcessPool("hepsonic-async")
 
     @property
     def sync(self) -> Client:
@@ -39,7 +40,8 @@ class AsyncClient:
 
     async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(function, *args, **kwargs))
+        pool = self._pool.get(self._concurrency)
+        return await loop.run_in_executor(pool, functools.partial(function, *args, **kwargs))
 
     async def infer(
         self,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Self, TypeVar
 
 import numpy as np
@@ -27,6 +25,7 @@ from ._exceptions import (
     UnavailableError,
 )
 from ._options import FallbackOptions, RetryPolicy, Timeouts
+from ._pool import ProcessPool
 from ._result import InferResult, Provenance
 from ._shm import SharedMemory, SharedMemoryRefused
 from ._transport import Array, ModelInfo, ModelMetadata, Reply, Transport
@@ -142,8 +141,7 @@ class Client:
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._rng = random.Random()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = os.getpid()
+        self._pool = ProcessPool("hepsonic")  # for infer_many
         self._shm: Any = None
         if shared_memory:
             self._shm = SharedMemory()
@@ -210,11 +208,9 @@ class Client:
         """Run several batches with up to ``concurrency`` requests in flight; results in input order."""
         if not batches:
             return []
-        if self._pool is None or self._pool_pid != os.getpid():  # a forked child inherits no pool threads
-            self._pool = ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="hepsonic")
-            self._pool_pid = os.getpid()
+        pool = self._pool.get(concurrency)
         futures = [
-            self._pool.submit(self.infer, model, batch, version, outputs=outputs, timeout=timeout)
+            pool.submit(self.infer, model, batch, version, outputs=outputs, timeout=timeout)
             for batch in batches
         ]
         return [future.result() for future in futures]
@@ -267,8 +263,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.shutdown(wait=True)
+        self._pool.shutdown()
         if self._shm is not None:
             self._shm.close()
         for server in (*self._servers, *self._fallback_servers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -453,3 +454,29 @@ def test_vertices_are_fitted_to_the_tracks_when_the_version_publishes_a_fit() ->
     np.testing.assert_allclose(hc.find_primary_vertices(client, tracks).z[0], [50.3, 119.7], atol=0.05)
     with pytest.raises(ValueError, match="at least one event"):
         hc.find_primary_vertices(client, [])
+
+
+def test_a_process_pool_starts_again_in_a_forked_child() -> None:
+    from hepsonic_client._pool import ProcessPool  # noqa: PLC0415
+
+    pool = ProcessPool("test-pool")
+    parent = pool.get(2)
+    assert parent.submit(lambda: 1).result(timeout=5) == 1
+    read_end, write_end = os.pipe()
+    child_pid = os.fork()
+    if child_pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            mine = pool.get(2)
+            ok = mine is not parent and mine.submit(lambda: 2).result(timeout=5) == 2
+            pool.shutdown()  # the child's own pool
+            os.write(write_end, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    reported = os.read(read_end, 1)
+    os.close(read_end)
+    os.waitpid(child_pid, 0)
+    assert reported == b"1"  # the inherited pool would never have run the child's work
+    assert pool.get(2) is parent  # and the child's shutdown left the parent's pool alone
+    assert parent.submit(lambda: 3).result(timeout=5) == 3
+    pool.shutdown()
