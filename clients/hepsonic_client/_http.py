@@ -239,9 +239,8 @@ class HttpTransport(Transport):
         with self._lock:
             clients, self._all_clients = self._all_clients, []
         for owner, client in clients:
-            if (
-                owner != os.getpid()
-            ):  # the parent's connection, inherited through a fork: the parent's to close
+            # A connection inherited through a fork is the parent's to close.
+            if owner != os.getpid():
                 continue
             # closing another thread's gevent client may fail; the connection dies with it anyway
             with contextlib.suppress(Exception):
