@@ -55,6 +55,18 @@ class TritonDistribution:
         python_dir.mkdir(parents=True, exist_ok=True)
         for item in self.python_backend.iterdir():
             if item.is_file():
-                shutil.copy2(item, python_dir / item.name)
-        shutil.copy2(self.stub, python_dir / "triton_python_backend_stub")
+                _replace_with_copy(item, python_dir / item.name)
+        _replace_with_copy(self.stub, python_dir / "triton_python_backend_stub")
         return target
+
+
+def _replace_with_copy(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` through a rename, never writing into the old file.
+
+    On a restart after a crash the previous Triton's stubs may still be running the old stub binary, and opening
+    a running executable for writing fails (ETXTBSY, seen once in CI); a rename replaces the directory entry and
+    leaves the running processes their inode.
+    """
+    partial = destination.with_name(f".{destination.name}.partial")
+    shutil.copy2(source, partial)
+    partial.replace(destination)

@@ -284,3 +284,28 @@ def test_without_restarts_a_crash_stops_the_launcher_with_a_failure(
         assert "Traceback" not in output
     _, alive = psutil.wait_procs(descendants, timeout=20)
     assert alive == [], f"left running: {alive}"
+
+
+def test_backends_are_prepared_again_while_the_old_stubs_still_run(tmp_path: Path) -> None:
+    """A restart after a crash copies the python backend again while the crashed Triton's stubs may still be
+    running the old stub binary: writing into it fails (ETXTBSY, seen once in CI), replacing it must not."""
+    import shutil  # noqa: PLC0415
+
+    from hepsonic_triton._distribution import TritonDistribution  # noqa: PLC0415
+
+    distribution = TritonDistribution.from_pytriton()
+    backends = distribution.prepare_backends(tmp_path / "backends")
+    stub = backends / "python" / "triton_python_backend_stub"
+    running = tmp_path / "running"  # an executable that runs while we replace it, as a leftover stub would
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", running)
+    process = subprocess.Popen([str(running), "30"])
+    try:
+        with pytest.raises(OSError, match="Text file busy"):
+            running.write_bytes(b"")  # what copying into a running binary does
+        running.replace(stub)  # the old stub, still running, now at the stub's place
+        assert distribution.prepare_backends(tmp_path / "backends") == backends
+        assert stub.read_bytes() == distribution.stub.read_bytes()
+        assert process.poll() is None  # the running process kept its binary
+    finally:
+        process.kill()
+        process.wait()
