@@ -2,7 +2,9 @@
 
 Each model name is dispatched to its family module's ``build(name, ctx)`` (see :mod:`hepsonic_models.context`),
 or with ``--report-only`` to its ``report(name, ctx)``, which redoes the validation report and model card from the
-exported ONNX file(s) and the cached test data without retraining. Family modules are imported only when one of
+exported ONNX file(s) and the cached test data without retraining, or with ``--refit`` to its ``refit(name, ctx)``
+(families that have one), which redoes only the cheap stages after the expensive training on top of the served
+network. Family modules are imported only when one of
 their models is built, so a missing or broken family stops only its own models, with a clear message.
 """
 
@@ -22,7 +24,7 @@ from .context import BuildContext
 from .report import BuildRecordError
 from .specs import SPECS
 
-__all__ = ["FAMILIES", "BuildFailedError", "build_model", "main", "report_model"]
+__all__ = ["FAMILIES", "BuildFailedError", "build_model", "main", "refit_model", "report_model"]
 
 #: Which module of this package builds which served model.
 FAMILIES: dict[str, str] = {
@@ -81,6 +83,15 @@ def report_model(name: str, ctx: BuildContext) -> float:
     return time.perf_counter() - start
 
 
+def refit_model(name: str, ctx: BuildContext) -> float:
+    """Redo the stages after one model's expensive training on top of its served network (calo_gan: the
+    back-layer fit), export, validate; return the seconds it took."""
+    refit = cast(BuildFunction, _family_function(name, "refit"))
+    start = time.perf_counter()
+    refit(name, ctx)
+    return time.perf_counter() - start
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepsonic-build-models",
@@ -92,7 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", nargs="+", metavar="NAME", choices=list(FAMILIES), help="build only these models"
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--refit",
+        action="store_true",
+        help=(
+            "keep the trained network in the repository and redo only what follows its training (calo_gan: the "
+            "back-layer model fitted by maximum likelihood), then export and validate"
+        ),
+    )
+    mode.add_argument(
         "--report-only",
         action="store_true",
         help=(
@@ -129,14 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for folder in (ctx.workdir, ctx.repository, ctx.reports):
         folder.mkdir(parents=True, exist_ok=True)
-    mode = ("smoke" if ctx.smoke else "full") + (", report only" if args.report_only else "")
+    mode = ("smoke" if ctx.smoke else "full") + (
+        ", report only" if args.report_only else ", refit" if args.refit else ""
+    )
     _say(
         f"hepsonic-build-models ({mode}): {', '.join(names)} -> {ctx.repository} (seed {ctx.seed}, jobs {ctx.jobs})"
     )
-    run = report_model if args.report_only else build_model
-    # A report needs the build's outputs: a missing one is a plain message, not a traceback.
+    run = report_model if args.report_only else refit_model if args.refit else build_model
+    # A report or a refit needs the build's outputs: a missing one is a plain message, not a traceback.
     expected: tuple[type[Exception], ...] = (
-        (BuildFailedError, BuildRecordError) if args.report_only else (BuildFailedError,)
+        (BuildFailedError, BuildRecordError) if args.report_only or args.refit else (BuildFailedError,)
     )
 
     timings: dict[str, float] = {}

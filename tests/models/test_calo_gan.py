@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hepsonic_client.physics.showers import LAYER_SHAPES, calo_gan_inputs, sample_latent
-from hepsonic_models.calo_gan import FEATURE_NAMES, CaloGanGenerator, shower_features
+from hepsonic_models.calo_gan import FEATURE_NAMES, BackLayerModel, CaloGanGenerator, shower_features
+from hepsonic_models.calo_gan._back_layer import BackLayerSettings, fit_back_layer
 from hepsonic_models.calo_gan._model import outer_rows
 from hepsonic_models.calo_gan._train import (
     TrainingSettings,
@@ -186,6 +187,69 @@ def test_layer_1_halo_cells_become_whole_spots_and_training_does_not_see_it() ->
         assert torch.equal(a, b)
 
 
+def test_the_back_layer_model_spreads_exactly_the_energy_it_is_given() -> None:
+    torch.manual_seed(0)
+    model = BackLayerModel().eval()
+    n = 400
+    energy = torch.linspace(1.0, 100.0, n)[:, None]
+    layer_energy = torch.cat([torch.zeros(100), torch.logspace(-20, 0, n - 100)])[:, None]
+    with torch.no_grad():
+        cells = model(torch.from_numpy(sample_latent(n, seed=1)), energy, layer_energy)
+    assert cells.shape == (n, 12, 6)
+    assert float(cells.min()) >= 0.0
+    totals = cells.sum(dim=(1, 2))
+    torch.testing.assert_close(totals[100:], layer_energy[100:, 0], rtol=1e-5, atol=0.0)
+    assert float(totals[:100].abs().max()) == 0.0  # an empty layer stays empty
+    assert int(((cells > 0).sum(dim=(1, 2))[100:] >= 1).sum()) == n - 100
+
+
+def test_the_back_layer_fit_learns_how_many_cells_are_hit_where_and_their_shares() -> None:
+    # Toy back layers: below 50 GeV one hit in cell (5, 2); above, 70% in (6, 3) and 30% in (5, 3).
+    rng = np.random.default_rng(4)
+    energy = rng.uniform(1.0, 100.0, 4000).astype(np.float32)
+    cells = np.zeros((4000, 12, 6), dtype=np.float32)
+    low = energy < 50.0
+    back = 0.01 * energy
+    cells[low, 5, 2] = back[low]
+    cells[~low, 6, 3] = 0.7 * back[~low]
+    cells[~low, 5, 3] = 0.3 * back[~low]
+    showers = {"energy": energy[:, None], "layer_2": cells}
+    model, fit = fit_back_layer(showers, BackLayerSettings(steps=400, batch_size=256), seed=5)
+    assert fit.steps == 400
+    assert fit.final_nll[0] < 0.2  # the hit count is all but certain given the energy (uniform: 3.2)
+    test_energy = torch.tensor([[20.0]] * 300 + [[80.0]] * 300)
+    with torch.no_grad():
+        generated = model(
+            torch.from_numpy(sample_latent(600, seed=6)), test_energy, 0.01 * test_energy
+        ).numpy()
+    hits = (generated > 0).sum(axis=(1, 2))
+    assert (hits[:300] == 1).mean() > 0.95
+    assert (hits[300:] == 2).mean() > 0.95
+    assert (generated[:300, 5, 2] > 0).mean() > 0.95
+    two = generated[300:]
+    assert ((two[:, 6, 3] > 0) & (two[:, 5, 3] > 0)).mean() > 0.9
+    larger = np.maximum(two[:, 6, 3], two[:, 5, 3]) / 0.8
+    assert np.median(larger) == pytest.approx(0.7, abs=0.05)
+
+
+def test_the_served_generator_takes_its_back_layer_from_the_fitted_model() -> None:
+    torch.manual_seed(1)
+    generator = CaloGanGenerator().eval()
+    z = torch.from_numpy(sample_latent(64, seed=2))
+    energy = torch.linspace(2.0, 90.0, 64)[:, None]
+    with torch.no_grad():
+        before = generator(z, energy)
+        back_layer = BackLayerModel().eval()
+        generator.back_layer = back_layer
+        after = generator(z, energy)
+        expected = back_layer(z, energy, before[2].sum(dim=(1, 2))[:, None])
+    for old, new in zip(before[:2], after[:2], strict=True):
+        torch.testing.assert_close(new, old, rtol=0, atol=0)
+    assert not torch.equal(after[2], before[2])
+    # The back layer keeps the net's energy (before the net's own floor, which is 0 here).
+    torch.testing.assert_close(after[2], expected, rtol=1e-5, atol=1e-7)
+
+
 def test_energy_conservation_term_compares_the_spread_per_energy_group() -> None:
     # Real: 5% resolution at low energy, 1% at high; fake: the two swapped. Over the whole batch the values
     # agree, so only a per-group term sees that the fake's resolution runs the wrong way with energy.
@@ -205,12 +269,18 @@ def test_training_keeps_the_best_scored_checkpoint_with_its_floor_in_place() -> 
     floors_seen = []
     spots_seen = []
 
+    back_layers_seen = []
+    back_layer = BackLayerModel()
+
     def prefer_step_3(generator: CaloGanGenerator) -> float:
         floors_seen.append(generator.cell_floor.clone())
         spots_seen.append(float(generator.outer_spot))
+        back_layers_seen.append(generator.back_layer)
         return 0.2 if len(floors_seen) == 1 else 0.7
 
-    chosen, summary = train_generator(showers, settings, seed=3, select=prefer_step_3)
+    chosen, summary = train_generator(showers, settings, seed=3, select=prefer_step_3, back_layer=back_layer)
+    assert back_layers_seen == [back_layer, back_layer]
+    assert chosen.back_layer is back_layer
     assert [step for step, _ in summary.selection] == [3, 6]
     assert summary.selected_step == 3
     expected_floors = cell_floors(showers, settings.cell_floor_percentile)
@@ -221,6 +291,7 @@ def test_training_keeps_the_best_scored_checkpoint_with_its_floor_in_place() -> 
     assert float(chosen.outer_spot) == pytest.approx(outer_spot_energy(showers))
     # Scoring draws no random numbers, so the kept checkpoint is exactly a 3-step training.
     three_steps, _ = train_generator(showers, TrainingSettings(max_steps=3, batch_size=32), seed=3)
+    assert three_steps.back_layer is None
     for name, tensor in three_steps.state_dict().items():
         torch.testing.assert_close(chosen.state_dict()[name], tensor, rtol=0, atol=0)
     last, _ = train_generator(showers, TrainingSettings(max_steps=6, batch_size=32), seed=3)

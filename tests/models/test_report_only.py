@@ -1,4 +1,5 @@
-"""``hepsonic-build-models --report-only``: reports and cards come back from the exported ONNX files alone."""
+"""``hepsonic-build-models --report-only``: reports and cards come back from the exported ONNX files alone; and
+``--refit``: what follows calo_gan's training is redone on top of the served net."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from hepsonic_client.physics.showers import calo_gan_inputs
 from hepsonic_models.build import main as build_main
+from hepsonic_models.calo_gan import CaloGanGenerator
+from hepsonic_models.calo_gan._build import load_served_generator
+from hepsonic_models.export import export_version
+from hepsonic_models.specs import SPECS
 
 _MODELS = ("ringer", "calo_gan", "pv_finder")
 #: What a build leaves for the report (its record, ringer's operating points): kept when the report goes.
@@ -106,3 +114,56 @@ def test_report_only_without_a_build_names_what_is_missing(
     out = capsys.readouterr().out
     assert "calo_gan: FAILED: model 'calo_gan':" in out
     assert "model.onnx is missing; build the model first" in out
+
+
+def test_refit_reads_the_net_back_from_the_served_file_and_refits_only_the_back_layer(
+    calo_smoke_build,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    assert calo_smoke_build.exit_code == 0
+    shutil.copytree(calo_smoke_build.repository, tmp_path / "repo")
+    shutil.copytree(calo_smoke_build.reports, tmp_path / "reports")
+    shutil.copytree(calo_smoke_build.workdir, tmp_path / "data")
+    served = tmp_path / "repo" / "calo_gan" / "1" / "model.onnx"
+    built = _sha256(served)
+    record_path = tmp_path / "reports" / "calo_gan" / "training.json"
+    built_record = json.loads(record_path.read_text(encoding="utf-8"))
+    (tmp_path / "repo" / "calo_gan" / "MODEL_CARD.md").unlink()
+
+    assert build_main(["--smoke", "--refit", "--only", "calo_gan", *_folders(tmp_path)]) == 0
+
+    # The same seed and showers repeat the back-layer fit exactly: the file comes back bit for bit only if the
+    # net read back from it is exactly the trained one.
+    assert _sha256(served) == built
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    assert record["training"] == built_record["training"]
+    assert record["back_layer"]["steps"] == built_record["back_layer"]["steps"] > 0
+    assert "machine" in record["back_layer"]
+    assert built in (tmp_path / "repo" / "calo_gan" / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_a_net_exported_without_a_back_layer_model_reads_back_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    generator = CaloGanGenerator()
+    floors = [0.01, 0.001, 1e-6]
+    generator.cell_floor.copy_(torch.tensor(floors))
+    generator.outer_spot.fill_(0.05)
+    example = calo_gan_inputs(np.geomspace(1.0, 100.0, 8), seed=1)
+    export_version(SPECS["calo_gan"], generator, 1, tmp_path, example, atol=1e-4)
+    loaded = load_served_generator(tmp_path / "calo_gan" / "1" / "model.onnx", floors)
+    assert loaded.back_layer is None
+    for name, tensor in generator.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_refit_of_a_model_without_one_and_refit_with_report_only_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert build_main(["--smoke", "--refit", "--only", "ringer", *_folders(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "ringer: FAILED: model 'ringer': 'hepsonic_models.ringer' has no refit(name, ctx) function" in out
+    assert "Traceback" not in out
+    with pytest.raises(SystemExit) as info:
+        build_main(["--refit", "--report-only", "--only", "calo_gan"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

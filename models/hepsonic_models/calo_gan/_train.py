@@ -13,6 +13,7 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
+from ._back_layer import BackLayerModel
 from ._model import LATENT_DIM, CaloGanCritic, CaloGanGenerator, critic_inputs, outer_rows
 
 __all__ = ["TrainingSettings", "TrainingSummary", "cell_floors", "outer_spot_energy", "train_generator"]
@@ -81,10 +82,13 @@ def outer_spot_energy(showers: Showers, max_showers: int = 50_000) -> float:
     return float(np.median(hit)) if hit.size else 0.0
 
 
-def _served_post_processing(generator: CaloGanGenerator, floors: torch.Tensor, spot: float) -> None:
-    """Put in place (or, with zeros, take out) what the served generator applies after its net."""
+def _served_post_processing(
+    generator: CaloGanGenerator, floors: torch.Tensor, spot: float, back_layer: BackLayerModel | None
+) -> None:
+    """Put in place (or, with zeros and None, take out) what the served generator applies after its net."""
     generator.cell_floor.copy_(floors)
     generator.outer_spot.fill_(spot)
+    generator.back_layer = back_layer
 
 
 def _log_response(layers: tuple[torch.Tensor, ...], energy_gev: torch.Tensor) -> torch.Tensor:
@@ -164,11 +168,12 @@ def train_generator(
     seed: int,
     *,
     select: Callable[[CaloGanGenerator], float] | None = None,
+    back_layer: BackLayerModel | None = None,
 ) -> tuple[CaloGanGenerator, TrainingSummary]:
     """Train a generator on parametrised showers (``layer_0/1/2``, ``energy``; GeV).
 
-    With ``select`` (lower is better, called on the generator as it will be served: its cell floor and whole
-    outer spots in place) and
+    With ``select`` (lower is better, called on the generator as it will be served: its cell floor, whole
+    outer spots and ``back_layer``, the fitted back-layer model, in place) and
     ``settings.select_every``, the best scored checkpoint is returned instead of the last step.
     """
     torch.manual_seed(seed)
@@ -208,9 +213,9 @@ def train_generator(
         if select is None or settings.select_every <= 0:
             return
         # Scored as it would be served: behind its cell floor, with whole outer spots (set after training).
-        _served_post_processing(generator, floors, spot)
+        _served_post_processing(generator, floors, spot, back_layer)
         score = select(generator)
-        _served_post_processing(generator, torch.zeros_like(floors), 0.0)
+        _served_post_processing(generator, torch.zeros_like(floors), 0.0, None)
         summary.selection.append((summary.steps, score))
         if best is None or score < best[0]:
             best = (score, copy.deepcopy(generator.state_dict()))
@@ -271,6 +276,6 @@ def train_generator(
     # The floor is set after training: trained behind a hard floor, the outer strips of layer 0 lost their
     # gradient and collapsed (seen: separation power 0.71 in their width). Rounding to whole spots in training
     # hides the same gradients (tried on every cell of layers 0 and 1: validation AUC 0.94 instead of 0.88).
-    _served_post_processing(generator, floors, spot)
+    _served_post_processing(generator, floors, spot, back_layer)
     generator.eval()
     return generator, summary
