@@ -22,19 +22,12 @@ from hepsonic_client.physics.showers import calo_gan_inputs
 
 from ..context import BuildContext
 from ..export import ExportInfo, export_version
-from ..report import (
-    BUILD_RECORD,
-    BuildRecordError,
-    build_machine,
-    check_served_file,
-    git_revision,
-    read_build_record,
-)
+from ..report import BUILD_RECORD, BuildRecordError, build_machine, git_revision
 from ..specs import SPECS
 from ._back_layer import BackLayerFit, BackLayerModel, BackLayerSettings, fit_back_layer
 from ._data import Showers, reference_samples, sample, sizes, training_settings
 from ._model import CaloGanGenerator
-from ._report import report_calo_gan
+from ._report import read_served_record, report_calo_gan, served_onnx
 from ._train import train_generator
 from ._validate import selection_score
 
@@ -121,9 +114,8 @@ def refit_calo_gan(ctx: BuildContext) -> None:
     """Fit the back layer again on top of the served net (its weights read back from ``model.onnx``), export
     version 1 with it, update the build record and redo the report: minutes instead of the hour of training."""
     torch.set_num_threads(1)
-    onnx_path = ctx.repository / "calo_gan" / "1" / "model.onnx"
-    record = read_build_record(ctx, "calo_gan", required=[onnx_path])
-    check_served_file("calo_gan", onnx_path, record["sha256"])
+    onnx_path = served_onnx(ctx)
+    record = read_served_record(ctx, onnx_path)
     generator = load_served_generator(onnx_path, record["training"]["cell_floor_gev"])
     train, _ = _training_showers(ctx)
     generator.back_layer, back_layer_record = _fit_back_layer(ctx, train)

@@ -22,12 +22,18 @@ from ._features import FEATURE_NAMES
 from ._train import TrainingSettings
 from ._validate import ValidationResult, report_markdown, validate_generator
 
-__all__ = ["report_calo_gan"]
+__all__ = ["read_served_record", "report_calo_gan", "served_onnx"]
 
 #: The build record (what only training knows), next to the report.
 
 
-def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
+def served_onnx(ctx: BuildContext) -> Path:
+    """The served generator's ONNX file in ``ctx.repository``."""
+    return ctx.repository / "calo_gan" / "1" / "model.onnx"
+
+
+def read_served_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
+    """The build record, once it is known to describe ``onnx_path`` (the sha256 it recorded)."""
     record = read_build_record(ctx, "calo_gan", required=[onnx_path])
     check_served_file("calo_gan", onnx_path, record["sha256"])
     return record
@@ -36,8 +42,8 @@ def _read_record(ctx: BuildContext, onnx_path: Path) -> dict[str, Any]:
 def report_calo_gan(ctx: BuildContext) -> Path:
     """Validate the served generator against the held-out showers; write report, metrics and card; return
     the report's path."""
-    onnx_path = ctx.repository / "calo_gan" / "1" / "model.onnx"
-    record = _read_record(ctx, onnx_path)
+    onnx_path = served_onnx(ctx)
+    record = read_served_record(ctx, onnx_path)
     references, _ = reference_samples(ctx)
     reports = ctx.reports / "calo_gan"
     reports.mkdir(parents=True, exist_ok=True)
