@@ -325,6 +325,7 @@ def test_smoke_pipeline_exports_served_generator(calo_smoke_build) -> None:
         "response.png",
         "mean_showers.png",
         "feature_correlations.png",
+        "back_layer_hits.png",
         "README.md",
     ):
         assert (calo_smoke_build.reports / "calo_gan" / name).stat().st_size > 0

@@ -19,7 +19,7 @@ from ..calorimeter import CALOGAN_LAYERS, simulate_calogan_showers
 from ..export import run_served
 from ..report import markdown_table, save_figure, separation_power, subplots
 from ..specs import SPECS
-from ._features import FEATURE_NAMES, shower_features
+from ._features import FEATURE_NAMES, SPARSITY_THRESHOLD_GEV, shower_features
 from ._model import CaloGanGenerator
 
 __all__ = [
@@ -282,7 +282,37 @@ def _plots(
     axes[0][0].legend(fontsize=7)
     figures.append(save_figure(fig, reports / "layer_fractions_vs_energy.png"))
     figures.append(_correlation_figure(features, reports))
+    figures.append(_back_layer_hits_figure(references["spectrum"], generated["spectrum"], reports))
     return figures
+
+
+def _back_layer_hits_figure(reference: Showers, generated: Showers, reports: Path) -> Path:
+    """How often each back-layer cell is hit (above the occupancy threshold), reference vs generated: a shower's
+    tail leaves only a few spots there, and a generator that misplaces them shows dead or hot cells here."""
+    maps = [
+        (np.asarray(showers["layer_2"]) > SPARSITY_THRESHOLD_GEV).mean(axis=0)
+        for showers in (reference, generated)
+    ]
+    # Logarithmic: the outer cells, hit in well under 1% of showers, are where a generator goes dead or hot.
+    floor = 1e-4
+    ratio = np.log2(np.maximum(maps[1], floor) / np.maximum(maps[0], floor))
+    fig, axes = subplots(1, 3, size=(3.0, 4.2))
+    panels = (
+        (
+            "GFlash param.: log10 P(hit)",
+            np.log10(np.maximum(maps[0], floor)),
+            "viridis",
+            np.log10(floor),
+            0.0,
+        ),
+        ("calo_gan: log10 P(hit)", np.log10(np.maximum(maps[1], floor)), "viridis", np.log10(floor), 0.0),
+        ("log2(calo_gan / GFlash)", np.clip(ratio, -2.0, 2.0), "coolwarm", -2.0, 2.0),
+    )
+    for ax, (title, image, cmap, low, high) in zip(axes[0], panels, strict=True):
+        shown = ax.imshow(image, vmin=low, vmax=high, cmap=cmap)
+        ax.set_title(f"{title}\nlayer_2 cell > 1 MeV, per shower", fontsize=8)
+        fig.colorbar(shown, ax=ax, fraction=0.08)
+    return save_figure(fig, reports / "back_layer_hits.png")
 
 
 def _correlation_figure(
