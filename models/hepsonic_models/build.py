@@ -4,8 +4,8 @@ Each model name is dispatched to its family module's ``build(name, ctx)`` (see :
 or with ``--report-only`` to its ``report(name, ctx)``, which redoes the validation report and model card from the
 exported ONNX file(s) and the cached test data without retraining, or with ``--refit`` to its ``refit(name, ctx)``
 (families that have one), which redoes only the cheap stages after the expensive training on top of the served
-network. Family modules are imported only when one of
-their models is built, so a missing or broken family stops only its own models, with a clear message.
+network. Family modules are imported only when one of their models is built, so a missing or broken family stops
+only its own models, with a clear message.
 """
 
 from __future__ import annotations

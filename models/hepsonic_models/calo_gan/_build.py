@@ -24,7 +24,7 @@ from ..context import BuildContext
 from ..export import ExportInfo, export_version
 from ..report import BUILD_RECORD, BuildRecordError, build_machine, git_revision
 from ..specs import SPECS
-from ._back_layer import BackLayerFit, BackLayerModel, BackLayerSettings, fit_back_layer
+from ._back_layer import BackLayerModel, BackLayerSettings, fit_back_layer
 from ._data import Showers, reference_samples, sample, sizes, training_settings
 from ._model import CaloGanGenerator
 from ._report import read_served_record, report_calo_gan, served_onnx
@@ -47,13 +47,10 @@ def _training_showers(ctx: BuildContext) -> tuple[Showers, float]:
 
 
 def _fit_back_layer(ctx: BuildContext, train: Showers) -> tuple[BackLayerModel, dict[str, Any]]:
+    """The fitted back-layer model and what the build record keeps of its fit."""
     settings = _back_layer_settings(ctx.smoke)
     model, fit = fit_back_layer(train, settings, ctx.seed)
-    return model, _back_layer_record(settings, fit)
-
-
-def _back_layer_record(settings: BackLayerSettings, fit: BackLayerFit) -> dict[str, Any]:
-    return {**asdict(settings), "seconds": fit.seconds, "final_nll": list(fit.final_nll)}
+    return model, {**asdict(settings), "seconds": fit.seconds, "final_nll": list(fit.final_nll)}
 
 
 def _export(ctx: BuildContext, generator: CaloGanGenerator) -> ExportInfo:
