@@ -50,14 +50,19 @@ def _folders(root: Path) -> list[str]:
     ]
 
 
+def _copy_smoke_build(build, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """The session's smoke build (repository, reports, data), copied into ``root`` as ``_folders`` names them."""
+    shutil.copytree(build.repository, root / "repo")
+    shutil.copytree(build.reports, root / "reports")
+    shutil.copytree(build.workdir, root / "data")
+
+
 @pytest.fixture(scope="module")
 def smoke_root(calo_smoke_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """A smoke build of ringer, calo_gan (the session's, copied) and pv_finder, in one tree."""
     assert calo_smoke_build.exit_code == 0
     root = tmp_path_factory.mktemp("report_only")
-    shutil.copytree(calo_smoke_build.repository, root / "repo")
-    shutil.copytree(calo_smoke_build.reports, root / "reports")
-    shutil.copytree(calo_smoke_build.workdir, root / "data")
+    _copy_smoke_build(calo_smoke_build, root)
     assert build_main(["--smoke", "--only", "pv_finder", *_folders(root)]) == 0
     return root
 
@@ -121,9 +126,7 @@ def test_refit_reads_the_net_back_from_the_served_file_and_refits_only_the_back_
     tmp_path: Path,
 ) -> None:
     assert calo_smoke_build.exit_code == 0
-    shutil.copytree(calo_smoke_build.repository, tmp_path / "repo")
-    shutil.copytree(calo_smoke_build.reports, tmp_path / "reports")
-    shutil.copytree(calo_smoke_build.workdir, tmp_path / "data")
+    _copy_smoke_build(calo_smoke_build, tmp_path)
     served = tmp_path / "repo" / "calo_gan" / "1" / "model.onnx"
     built = _sha256(served)
     record_path = tmp_path / "reports" / "calo_gan" / "training.json"
