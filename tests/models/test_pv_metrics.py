@@ -175,6 +175,13 @@ def test_ideal_vertex_efficiency_tracks_the_resolution() -> None:
     at_vertex = ideal_vertex_efficiency(wide, forward, seed=1, transverse_known=True)
     assert at_beam_line.efficiency < 0.9
     assert at_vertex.efficiency > 0.99
+    # A 3D vertex fit of each vertex's own tracks finds that position from the tracks themselves (when the
+    # blur is small enough for its seed, the tracks' mean z, to lie within the fit's reach: here 1.5 mm).
+    beam = GeneratorSettings()
+    very_forward = _collisions(300, 20, pt=5.0, eta=4.5)
+    fitted = ideal_vertex_efficiency(beam, very_forward, seed=1, fit=VertexFit())
+    assert ideal_vertex_efficiency(beam, very_forward, seed=1).efficiency < 0.8
+    assert fitted.efficiency > 0.95
 
 
 def test_ideal_vertex_efficiency_at_the_fp_budget_drops_the_worst_measured() -> None:

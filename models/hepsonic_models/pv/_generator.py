@@ -33,6 +33,7 @@ from hepsonic_client.physics.vertices import (
     Z_MAX_MM,
     Z_MIN_MM,
     Tracks,
+    VertexFit,
     build_kde,
     measure_tracks,
 )
@@ -306,6 +307,7 @@ def ideal_vertex_efficiency(
     min_tracks: int = 5,
     fp_budget: float = FP_BUDGET,
     transverse_known: bool = False,
+    fit: VertexFit | None = None,
 ) -> VertexCeiling:
     """Resolution ceiling of any finder: truth-assisted vertices from perfectly associated tracks.
 
@@ -314,7 +316,9 @@ def ideal_vertex_efficiency(
     turns the misplaced vertices into false positives per crossing for ``efficiency_at_budget``. With
     ``transverse_known`` each track's z is taken at the vertex's true (x, y) instead of at the beam line, and
     weighed by its own resolution only, as a finder that also fitted the transverse position perfectly would:
-    what is left is the tracks' own resolution.
+    what is left is the tracks' own resolution. With ``fit``, each vertex is instead fitted in 3D from its own
+    tracks by that fit (the beam spot constraining x, y), seeded at the mean, and ordered by its fitted sigma_z:
+    a real finder's vertex fit, given perfect association.
     """
     rng = np.random.default_rng([seed, 0xCE11])
     n = collisions.n_collisions
@@ -331,9 +335,16 @@ def ideal_vertex_efficiency(
     counted = np.bincount(pv_of_track, minlength=n) >= min_tracks
     if not counted.any():
         return VertexCeiling(float("nan"), float("nan"), float("nan"))
+    precision = total
+    if fit is not None:
+        by_vertex = np.argsort(pv_of_track, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(np.bincount(pv_of_track, minlength=n))))
+        for i in np.flatnonzero(counted):
+            fitted = fit(tracks[by_vertex[starts[i] : starts[i + 1]]], [mean[i]])
+            mean[i], precision[i] = fitted.z[0], fitted.sigma_z[0] ** -2
     error = np.abs(mean[counted])
     # Best measured first; the largest prefix whose misplaced vertices stay within the budget.
-    by_precision = np.argsort(total[counted])[::-1]
+    by_precision = np.argsort(precision[counted])[::-1]
     misplaced = np.cumsum(error[by_precision] >= max_dz)
     allowed = int(np.searchsorted(misplaced, fp_budget * n / settings.mean_pvs, side="right"))
     found = int(np.sum(error[by_precision][:allowed] < max_dz))
