@@ -52,10 +52,11 @@ MIN_WIDTHS = (1, 2, 3, 4)
 #: settings barely matter (chi2_cut 9 / 16 / 25, 5 or 10 iterations: within 0.1 point on validation).
 VERTEX_FIT = VertexFit()
 # Measured, not adopted: dropping vertices whose fitted sigma_z exceeds a cut (0.25-0.5 mm, scanned with the
-# peak-finder cuts) gained 0.7 points of efficiency at equal FP/event on 4,000 extra crossings, but with the cuts
-# chosen on the 1,000 validation crossings the test sample's FP/event came out at 0.112, over the budget: the
-# FP rate at fixed cuts differs between samples by more than the choice's margin (test runs ~17% above those
-# 4,000 crossings), so a gain this small does not survive the choice.
+# peak-finder cuts) raises the best efficiency at <= 0.1 FP/event by only 0.7-0.8 points (test crossings and
+# 4,000 extra ones alike), and merging close vertices or a cut on their track count add nothing to that. With
+# the cuts chosen on the 1,000 validation crossings the test FP/event came out at 0.112, over the budget: at
+# fixed cuts the FP rate differs between samples by more than the choice's margin (the test sample's runs ~17%
+# above the 4,000 crossings'), so a gain this small does not survive the choice.
 
 
 def _truth(sample: object) -> Truth:

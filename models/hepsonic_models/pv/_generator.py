@@ -335,7 +335,7 @@ def ideal_vertex_efficiency(
     counted = np.bincount(pv_of_track, minlength=n) >= min_tracks
     if not counted.any():
         return VertexCeiling(float("nan"), float("nan"), float("nan"))
-    precision = total
+    precision = total.copy()  # of each vertex's z (1 / mm^2): the order in which vertices are dropped
     if fit is not None:
         by_vertex = np.argsort(pv_of_track, kind="stable")
         starts = np.concatenate(([0], np.cumsum(np.bincount(pv_of_track, minlength=n))))
