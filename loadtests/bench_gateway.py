@@ -267,6 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip the reference gRPC pass-through proxy (loadtests/passthrough_proxy.py)",
     )
+    parser.add_argument(
+        "--no-coalesce",
+        dest="coalesce",
+        action="store_false",
+        help="the gateway forwards every gRPC request alone (default: it merges concurrent ones, as shipped)",
+    )
+    parser.add_argument(
+        "--coalesce-calls",
+        type=int,
+        help="merged calls in flight per replica (default: the model's instances)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
     args = parser.parse_args(argv)
@@ -299,12 +310,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         results: list[dict[str, Any]] = []
         with TritonServer(config) as triton:
+            routing = workdir / "routing.yaml"
+            routing.write_text(
+                json.dumps(  # JSON is YAML
+                    {
+                        "pools": {
+                            "default": {"endpoints": [{"http": triton.http_url, "grpc": triton.grpc_url}]}
+                        },
+                        "models": {"*": {"coalesce": args.coalesce, "coalesce_calls": args.coalesce_calls}},
+                    }
+                )
+            )
             gateway = GatewayProcess(
                 host="127.0.0.1",
                 http_port=free_port(),
                 grpc_port=free_port(),
                 triton_http=triton.http_url,
                 triton_grpc=triton.grpc_url,
+                routing_file=routing,
             )
             gateway.env["HEPSONIC_LOG_LEVEL"] = "WARNING"
             gateway.start()
@@ -368,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                                 summary["gateway_internal_ms"] = 1e3 * (
                                     request_sum / request_n - upstream_sum / upstream_n
                                 )
+                                summary["requests_per_upstream_call"] = request_n / upstream_n
                         results.append(
                             {
                                 "repeat": repeat,
@@ -436,7 +460,7 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
     print(f"\n{model}: gateway vs direct Triton ({args.duration:g} s per point, median of {args.repeats}); "
           "pt = the no-logic gRPC pass-through proxy, for reference")  # fmt: skip
     print(f"{'placement':<9} {'proto':<5} {'batch':>5} {'clients':>7} {'direct req/s':>12} {'gw req/s':>9} {'ratio':>6} "
-          f"{'added p50':>9} {'gw CPU/req':>10} {'in gw':>8} {'pt ratio':>8} {'pt CPU/req':>10}")  # fmt: skip
+          f"{'added p50':>9} {'gw CPU/req':>10} {'in gw':>8} {'req/call':>8} {'pt ratio':>8} {'pt CPU/req':>10}")  # fmt: skip
     nan = float("nan")
 
     def median(values: list[float]) -> float:
@@ -460,6 +484,9 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
                 [g.get("hop_cpu_ms_per_request", nan) for _, g, _ in measured]
             ),
             "gateway_internal_ms": median([g.get("gateway_internal_ms", nan) for _, g, _ in measured]),
+            "requests_per_upstream_call": median(
+                [g.get("requests_per_upstream_call", nan) for _, g, _ in measured]
+            ),
         }
         if all(pt is not None for _, _, pt in measured):
             comparison |= {
@@ -477,7 +504,7 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
         gateway_rps = median([g["requests_per_s"] for _, g, _ in measured])
         print(f"{placement:<9} {protocol:<5} {batch:>5} {clients:>7} {direct_rps:>12.0f} {gateway_rps:>9.0f} "
               f"{c['throughput_ratio']:>6.2f} {c['added_p50_ms']:>7.2f}ms {c['gateway_cpu_ms_per_request']:>8.3f}ms "
-              f"{c['gateway_internal_ms']:>6.3f}ms {c.get('passthrough_ratio', nan):>8.2f} "
+              f"{c['gateway_internal_ms']:>6.3f}ms {c['requests_per_upstream_call']:>8.2f} {c.get('passthrough_ratio', nan):>8.2f} "
               f"{c.get('passthrough_cpu_ms_per_request', nan):>8.3f}ms")  # fmt: skip
     targets = [c for c in comparisons if c["batch"] == 64 and c["clients"] == 8]
     for c in targets:
@@ -494,6 +521,7 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
         },
         "load_average_at_end": os.getloadavg(),
         "repeats": args.repeats,
+        "coalesce": {"enabled": args.coalesce, "calls_per_replica": args.coalesce_calls},
         "results": results,
         "comparisons": comparisons,
         "targets": {"throughput_ratio": TARGET_THROUGHPUT_RATIO, "added_p50_ms": TARGET_ADDED_P50_MS},
@@ -502,6 +530,14 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
 
 def _optional(row: dict[str, Any], key: str, spec: str) -> str:
     return format(row[key], spec) if key in row else "-"
+
+
+def _coalescing(report: dict[str, Any]) -> str:
+    setting = report.get("coalesce") or {}
+    if not setting.get("enabled", True):
+        return "off"
+    calls = setting.get("calls_per_replica")
+    return f"on, {calls} merged calls per replica" if calls else "on, as shipped"
 
 
 def markdown(report: dict[str, Any], png: str) -> str:
@@ -513,7 +549,9 @@ def markdown(report: dict[str, Any], png: str) -> str:
             f"{report['duration_s']:g} s per point, median of {report.get('repeats', 1)} interleaved repeats; machine: {report['machine']['cpus']} CPUs "
             f"({report['machine']['platform']}), load average at the end "
             f"{', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}. "
-            "`in gw` = mean time inside the gateway process (its request histogram minus its upstream histogram); "
+            "`in gw` = mean time inside the gateway process (its request histogram minus its upstream histogram; "
+            "with coalescing it includes the wait to be merged); `req/call` = client requests per upstream call "
+            f"(gRPC coalescing {_coalescing(report)}); "
             "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks). "
             "`pass-through` = `loadtests/passthrough_proxy.py`, a gRPC hop with no logic at all (raw bytes to Triton), "
             "measured in the same run for reference: what any Python gRPC hop costs. "
@@ -523,13 +561,14 @@ def markdown(report: dict[str, Any], png: str) -> str:
         "",
         (
             "| placement | protocol | batch | clients | throughput ratio | added p50 (ms) | in gw (ms) "
-            "| gw CPU/req (ms) | pass-through ratio | pass-through CPU/req (ms) |"
+            "| gw CPU/req (ms) | req/call | pass-through ratio | pass-through CPU/req (ms) |"
         ),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {c['placement']} | {c['protocol']} | {c['batch']} | {c['clients']} | {c['throughput_ratio']:.2f} | "
         f"{c['added_p50_ms']:.2f} | {c['gateway_internal_ms']:.3f} | {c['gateway_cpu_ms_per_request']:.3f} | "
+        f"{_optional(c, 'requests_per_upstream_call', '.2f')} | "
         f"{_optional(c, 'passthrough_ratio', '.2f')} | {_optional(c, 'passthrough_cpu_ms_per_request', '.3f')} |"
         for c in report["comparisons"]
     ]

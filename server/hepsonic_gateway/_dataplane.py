@@ -24,12 +24,13 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._auth import ANONYMOUS, KeyStore, Principal
+from ._coalesce import CoalesceKey, Coalescer
 from ._errors import DeadlineExceeded, GatewayError, NotFound, Overloaded, TooLarge, Unavailable
 from ._metrics import Metrics
 from ._routing import ModelPolicy, RoutingConfig, load_routing
@@ -40,6 +41,8 @@ __all__ = ["DataPlane", "ReplicaUnreachable", "RouteOverride", "Target", "new_re
 
 log = logging.getLogger("hepsonic.gateway")
 T = TypeVar("T")
+I = TypeVar("I")  # one request, as an adapter represents it
+R = TypeVar("R")  # one request's answer
 
 #: What "no version requested" looks like (an absent or empty version; Triton also reads "0" as none).
 _NO_VERSION = (None, "", "0")
@@ -128,6 +131,8 @@ class DataPlane:
         self._admission: dict[str, _Admission] = {}
         self._schemas: dict[tuple[str, str, int], ModelSchema] = {}
         self._schema_fetches: dict[tuple[str, str, int], asyncio.Task[ModelSchema | None]] = {}
+        #: Request coalescers by (pool, model, version, signature); dropped when idle.
+        self._coalescers: dict[CoalesceKey, Coalescer[Any, Any]] = {}
         #: (model, version) -> requests routed there and not yet answered (:meth:`hold`): what a rollout drains.
         self.inflight_versions: Counter[tuple[str, int]] = Counter()
         self._reload_lock = asyncio.Lock()
@@ -156,6 +161,7 @@ class DataPlane:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(coalescer.close() for coalescer in self._coalescers.values()))
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -524,6 +530,56 @@ class DataPlane:
         """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable.
 
         The caller holds the target (:meth:`hold`)."""
+        async with self._admitted(target) as admission:
+            return await self._with_retries(target, call, admission)
+
+    async def forward_coalesced(
+        self,
+        target: Target,
+        schema: ModelSchema,
+        signature: Hashable,
+        item: I,
+        *,
+        rows: int,
+        nbytes: int,
+        call: Callable[[Replica, list[I]], Awaitable[list[R]]],
+    ) -> R:
+        """Like :meth:`forward`, merged with concurrent requests of the same ``signature`` (see ``_coalesce``).
+
+        Each request passes admission control on its own; ``call`` makes one upstream call for a list of
+        requests and returns one answer per request. The caller checks that the model may be merged.
+        """
+        async with self._admitted(target):
+            key: CoalesceKey = (target.pool.name, target.model, target.version, signature)
+            coalescer: Coalescer[I, R] | None = self._coalescers.get(key)
+            if coalescer is None:
+
+                def send(items: list[I]) -> Awaitable[list[R]]:
+                    return self._with_retries(
+                        target, lambda replica: call(replica, items), self._admission_for(target)
+                    )
+
+                merged = self.metrics.child(self.metrics.merged, target.model)
+                coalescer = self._coalescers[key] = Coalescer(
+                    send,
+                    max_calls=1,
+                    max_rows=schema.max_batch_size,
+                    max_bytes=target.policy.max_request_bytes,
+                    record=merged.observe,
+                )
+            serving = sum(
+                1 for r in target.pool.replicas if r.healthy and r.serves(target.model, target.version)
+            )
+            coalescer.max_calls = (target.policy.coalesce_calls or schema.instances) * max(1, serving)
+            try:
+                return await coalescer.submit(item, rows=rows, nbytes=nbytes)
+            finally:
+                if coalescer.idle and self._coalescers.get(key) is coalescer:
+                    del self._coalescers[key]
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, target: Target) -> AsyncIterator[_Admission]:
+        """Hold one of the model's in-flight slots (waiting in its bounded queue), or raise :class:`Overloaded`."""
         admission = self._admission_for(target)
         if admission.slots.locked() and admission.waiting >= admission.max_queue:
             self.metrics.rejected.labels(target.model, "queue_full").inc()
@@ -548,7 +604,7 @@ class DataPlane:
         admission.inflight += 1
         metrics.child(metrics.inflight, target.model).inc()
         try:
-            return await self._with_retries(target, call, admission)
+            yield admission
         finally:
             admission.inflight -= 1
             metrics.child(metrics.inflight, target.model).dec()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -38,7 +40,7 @@ from ._errors import (
     UpstreamError,
 )
 from ._upstream import Replica
-from ._validation import TensorHeader
+from ._validation import ModelSchema, TensorHeader
 
 __all__ = ["GatewayServicer", "create_grpc_server"]
 
@@ -300,18 +302,30 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                     patch.model_version = str(target.version)
                 if not request.id:
                     patch.id = request_id
-                payload = raw + patch.SerializeToString()
-                served_by: list[str] = []
-
-                async def call(replica: Replica) -> bytes:
-                    served_by.append(replica.name)
-                    answer: bytes = await _call(replica.grpc_infer_raw(payload, timeout=timeout), replica)
-                    return answer
-
-                answer = await plane.forward(target, call)
+                pending = _Pending(
+                    request,
+                    str(target.version),
+                    request.id or request_id,
+                    raw + patch.SerializeToString(),
+                    timeout,
+                )
+                signature = _signature(request, schema) if target.policy.coalesce else None
+                if schema is not None and signature is not None:
+                    part, server = await plane.forward_coalesced(
+                        target,
+                        schema,
+                        signature,
+                        pending,
+                        rows=request.inputs[0].shape[0],
+                        nbytes=len(raw),
+                        call=_infer_merged,
+                    )
+                    answer = part()
+                else:
+                    answer, server = await plane.forward(target, pending.send)
                 status = "OK"
-                plane.log_served(request_id, target, served_by[-1], principal, "grpc")
-                return answer + _provenance(served_by[-1], schema.sha256 if schema is not None else "")
+                plane.log_served(request_id, target, server, principal, "grpc")
+                return answer + _provenance(server, schema.sha256 if schema is not None else "")
         except GatewayError as exc:
             status = code_of(exc).name
             plane.log_refused(request_id, model, status, exc)
@@ -324,6 +338,108 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                 status,
                 time.perf_counter() - started,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One ``ModelInfer`` ready to go upstream: the parsed request, the id Triton echoes, the bytes to send."""
+
+    request: Any
+    version: str
+    answer_id: str
+    payload: bytes
+    timeout: float
+
+    async def send(self, replica: Replica) -> tuple[bytes, str]:
+        """Forward the request's bytes; (Triton's answer, the replica's name)."""
+        answer: bytes = await _call(replica.grpc_infer_raw(self.payload, timeout=self.timeout), replica)
+        return answer, replica.name
+
+
+def _signature(request: Any, schema: ModelSchema | None) -> Hashable | None:
+    """What must match for requests to be merged (input names, types, per-row shapes; outputs), or None when
+    this request is not merged: a model Triton does not batch dynamically, tensors not sent as raw bytes, or
+    request or tensor parameters (priorities, sequences, shared memory, classification) that a merge would lose.
+    """
+    if schema is None or not schema.dynamic_batching or schema.max_batch_size <= 0:
+        return None
+    if request.parameters or len(request.raw_input_contents) != len(request.inputs) or not request.inputs:
+        return None
+    if any(tensor.parameters for tensor in request.inputs) or any(out.parameters for out in request.outputs):
+        return None
+    return (
+        tuple((tensor.name, tensor.datatype, tuple(tensor.shape[1:])) for tensor in request.inputs),
+        tuple(out.name for out in request.outputs),
+    )
+
+
+#: One request's answer from a merged call, sliced when called (in the request's own task, so the next merged
+#: call leaves first), and the replica that served it.
+_Part = tuple[Callable[[], bytes], str]
+
+
+async def _infer_merged(replica: Replica, items: list[_Pending]) -> list[_Part]:
+    """One upstream call for requests of one signature: rows concatenated, Triton's answer sliced back."""
+    if len(items) == 1:
+        answer, server = await items[0].send(replica)
+        return [(lambda: answer, server)]
+    rows = [item.request.inputs[0].shape[0] for item in items]
+    first = items[0].request
+    merged = service_pb2.ModelInferRequest(
+        model_name=first.model_name,
+        model_version=items[0].version,
+        id=",".join(item.answer_id for item in items),
+    )
+    total = sum(rows)
+    for index, tensor in enumerate(first.inputs):
+        merged.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=[total, *tensor.shape[1:]])
+        merged.raw_input_contents.append(b"".join(item.request.raw_input_contents[index] for item in items))
+    merged.outputs.extend(first.outputs)
+    timeout = max(item.timeout for item in items)  # each request keeps its own deadline at the gateway
+    answer = await _call(replica.grpc_infer_raw(merged.SerializeToString(), timeout=timeout), replica)
+    response = service_pb2.ModelInferResponse.FromString(answer)
+    row_bytes = _row_bytes(response, total)
+    starts = itertools.accumulate(rows, initial=0)
+    return [
+        (functools.partial(_answer_part, response, row_bytes, start, n, item.answer_id), replica.name)
+        for item, start, n in zip(items, starts, rows, strict=False)
+    ]
+
+
+def _row_bytes(response: Any, total: int) -> list[int]:
+    """Bytes per row of each output of Triton's answer to ``total`` merged rows (checked to be whole)."""
+    outputs, raws = response.outputs, response.raw_output_contents
+    if len(raws) != len(outputs):
+        raise UpstreamError(
+            f"model {response.model_name!r}: Triton's answer has no raw contents for every output",
+            http_status=500,
+        )
+    sizes = []
+    for output, raw in zip(outputs, raws, strict=True):
+        if not output.shape or output.shape[0] != total or len(raw) % total:
+            raise UpstreamError(
+                f"model {response.model_name!r}: Triton answered {total} merged rows with output "
+                f"{output.name!r} of shape {list(output.shape)} ({len(raw)} bytes)",
+                http_status=500,
+            )
+        sizes.append(len(raw) // total)
+    return sizes
+
+
+def _answer_part(response: Any, row_bytes: list[int], start: int, rows: int, answer_id: str) -> bytes:
+    """Rows ``start:start+rows`` of every output of a merged answer, as a serialised ``ModelInferResponse``."""
+    part = service_pb2.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=answer_id
+    )
+    for key, value in response.parameters.items():
+        part.parameters[key].CopyFrom(value)
+    for output, raw, size in zip(response.outputs, response.raw_output_contents, row_bytes, strict=True):
+        tensor = part.outputs.add()
+        tensor.CopyFrom(output)
+        tensor.shape[0] = rows
+        part.raw_output_contents.append(raw[start * size : (start + rows) * size])
+    data: bytes = part.SerializeToString()
+    return data
 
 
 @functools.lru_cache(maxsize=1024)

@@ -12,6 +12,7 @@ __all__ = ["Metrics"]
 # Sub-millisecond to tens of seconds: trigger paths live at the low end, GAN batches at the high end.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_MERGED_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
 
 class Metrics:
@@ -63,6 +64,13 @@ class Metrics:
             "Batch size (first dimension) of inference requests, by model.",
             ["model"],
             buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.merged = Histogram(
+            "hepsonic_gateway_requests_per_upstream_call",
+            "Requests carried by one upstream call (above 1 when coalescing merged them), by model.",
+            ["model"],
+            buckets=_MERGED_BUCKETS,
             registry=self.registry,
         )
         self.reloads = Counter(

@@ -59,6 +59,12 @@ class ModelPolicy(_Strict):
     #: Largest request body (HTTP) / message (gRPC), and largest tensor, accepted for this model.
     max_request_bytes: PositiveInt = 64 * 1024 * 1024
     max_tensor_elements: PositiveInt = 16 * 1024 * 1024
+    #: Merge concurrent gRPC requests for one version into fewer upstream calls (only for models Triton batches
+    #: dynamically, whose rows are independent). A request waits only while ``coalesce_calls`` calls per replica
+    #: are in flight (default: as many as Triton runs the model at once, its ``instance_group``), and then
+    #: leaves with the others waiting, as one call.
+    coalesce: bool = True
+    coalesce_calls: PositiveInt | None = None
     #: alias -> version, e.g. {stable: 1, canary: 2}
     aliases: dict[str, PositiveInt] = Field(default_factory=dict)
     #: alias or version -> weight, for requests that name no version

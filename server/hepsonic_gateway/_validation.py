@@ -78,6 +78,10 @@ class ModelSchema:
     max_batch_size: int
     inputs: Mapping[str, InputSpec]
     sha256: str | None
+    #: Triton merges this model's requests (rows are independent): the gateway may merge them too.
+    dynamic_batching: bool = False
+    #: Instances of the model one Triton runs at once (``instance_group``; per GPU for GPU groups).
+    instances: int = 1
 
     @classmethod
     def from_triton_config(cls, model: str, version: int, config: Mapping[str, Any]) -> ModelSchema:
@@ -100,11 +104,19 @@ class ModelSchema:
             max_batch_size=int(config.get("max_batch_size", 0)),
             inputs=inputs,
             sha256=sha256 or None,
+            dynamic_batching="dynamic_batching" in config,
+            instances=max(1, sum(_instances(group) for group in config.get("instance_group", []))),
         )
 
     def expected_shape(self, spec: InputSpec) -> list[int]:
         """The full expected shape (``-1`` = any), batch dimension included when the model batches."""
         return [-1, *spec.dims] if self.max_batch_size > 0 else list(spec.dims)
+
+
+def _instances(group: Mapping[str, Any]) -> int:
+    count = int(group.get("count", 1))
+    gpus = group.get("gpus") or []
+    return count * len(gpus) if str(group.get("kind", "")).endswith("GPU") and gpus else count
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
