@@ -278,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="merged calls in flight per replica (default: the model's instances)",
     )
+    parser.add_argument(
+        "--queue-delay-us",
+        type=int,
+        help="Triton's max_queue_delay_microseconds for the model (default: the repository's)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. before/after a change)")
     args = parser.parse_args(argv)
@@ -306,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=free_port(),
             metrics_port=free_port(),
             threads=1,
+            queue_delay_us=args.queue_delay_us,
             workdir=workdir / "triton",
         )
         results: list[dict[str, Any]] = []

@@ -2,9 +2,11 @@
 
 Many reconstruction jobs each send small batches; every request costs the gateway's upstream hop and Triton's
 per-request work (protocol, scheduling, the backend's per-request hand-over) however few rows it carries. While
-``max_calls`` merged calls for a model version are in flight, further requests wait and leave together, as one
-call with their rows concatenated, when a call comes back. So a request never waits when the upstream has room
-(no timer, no added latency at low load), and under load the batches grow by themselves. Only requests with the
+``max_calls`` calls for a model version are in flight, further requests wait and leave together, as one call
+with their rows concatenated, when a call comes back. So a request never waits when the upstream has room (no
+timer, no added latency at low load), and under load the batches grow by themselves. Where each call in flight
+carries a single request, one more may leave at once: waiting would not merge anything, two clients would
+only take turns. Only requests with the
 same signature (input names, types and per-row shapes, requested outputs) are merged, and only for models that
 Triton batches dynamically, whose rows are independent by declaration: Triton's dynamic batcher would merge the
 same requests in the server.
@@ -64,6 +66,8 @@ class Coalescer(Generic[I, R]):
         #: Called with the number of requests of every upstream call made (a metric).
         self.record = record
         self.calls = 0
+        #: Requests carried by the calls in flight.
+        self.carried = 0
         self.waiting: deque[_Waiting[I, R]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,25 +78,33 @@ class Coalescer(Generic[I, R]):
 
     async def submit(self, item: I, *, rows: int, nbytes: int) -> R:
         """This request's answer: sent at once when a call slot is free, else merged with the next call."""
-        if self.calls < self.max_calls and not self.waiting:
+        if not self.waiting and (
+            self.calls < self.max_calls
+            # Every call in flight carries one request: load is low, a request would wait for nothing to merge
+            # with (two clients would take turns), so one call more may leave at once.
+            or (self.calls == self.max_calls and self.carried == self.calls)
+        ):
             self.calls += 1
+            self.carried += 1
             try:
                 self.record(1)
                 (answer,) = await self.send([item])
                 return answer
             finally:
-                self._done()
+                self._done(1)
         waiting: _Waiting[I, R] = _Waiting(item, rows, nbytes)
         self.waiting.append(waiting)
         return await waiting.future  # a cancelled request (its deadline) is skipped when the group leaves
 
-    def _done(self) -> None:
+    def _done(self, carried: int) -> None:
         self.calls -= 1
+        self.carried -= carried
         while self.waiting and self.calls < self.max_calls:
             group = self._next_group()
             if not group:
                 break
             self.calls += 1
+            self.carried += len(group)
             task = asyncio.ensure_future(self._send_group(group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -118,18 +130,19 @@ class Coalescer(Generic[I, R]):
             answers = await self.send([waiting.item for waiting in group])
         except asyncio.CancelledError:  # the gateway is shutting down: nothing more leaves
             self.calls -= 1
+            self.carried -= len(group)
             for waiting in group:
                 waiting.future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001  (every request of the group gets the call's error)
-            self._done()
+            self._done(len(group))
             for waiting in group:
                 if not waiting.future.done():
                     waiting.future.set_exception(exc)
         else:
             # The next merged call leaves before these answers are handed out (asyncio runs callbacks in the
             # order they were scheduled), so the upstream works while this group's requests are answered.
-            self._done()
+            self._done(len(group))
             for waiting, answer in zip(group, answers, strict=True):
                 if not waiting.future.done():
                     waiting.future.set_result(answer)

@@ -42,20 +42,25 @@ def _coalescer(upstream: _Upstream, *, max_calls: int = 1, max_rows: int = 64) -
     return Coalescer(upstream.send, max_calls=max_calls, max_rows=max_rows, max_bytes=1 << 20)
 
 
-def test_requests_wait_only_while_the_calls_are_in_flight_then_leave_as_one_call() -> None:
+def test_at_low_load_requests_leave_at_once_under_load_they_wait_and_leave_as_one_call() -> None:
     async def scenario() -> None:
         upstream = _Upstream()
         coalescer = _coalescer(upstream, max_calls=1)
         first = asyncio.ensure_future(coalescer.submit(1, rows=4, nbytes=16))
         await asyncio.sleep(0)
         assert upstream.calls == [[1]], "a free call slot: the request leaves at once, alone"
-        later = [asyncio.ensure_future(coalescer.submit(i, rows=4, nbytes=16)) for i in range(2, 6)]
+        second = asyncio.ensure_future(coalescer.submit(2, rows=4, nbytes=16))
         await asyncio.sleep(0)
-        assert upstream.calls == [[1]], "the slot is taken: the others wait"
+        assert upstream.calls == [[1], [2]], (
+            "the call in flight carries one request: a second one does not wait"
+        )
+        later = [asyncio.ensure_future(coalescer.submit(i, rows=4, nbytes=16)) for i in range(3, 7)]
+        await asyncio.sleep(0)
+        assert len(upstream.calls) == 2, "two calls in flight for one slot: the others wait"
         upstream.release.set()
-        assert await first == 10
-        assert await asyncio.gather(*later) == [20, 30, 40, 50], "each request gets its own answer"
-        assert upstream.calls == [[1], [2, 3, 4, 5]], "the waiting requests left as one call"
+        assert await asyncio.gather(first, second) == [10, 20]
+        assert await asyncio.gather(*later) == [30, 40, 50, 60], "each request gets its own answer"
+        assert upstream.calls == [[1], [2], [3, 4, 5, 6]], "the waiting requests left as one call"
         assert coalescer.idle
 
     asyncio.run(scenario())
@@ -65,11 +70,11 @@ def test_a_merged_call_never_exceeds_the_row_limit() -> None:
     async def scenario() -> None:
         upstream = _Upstream()
         coalescer = _coalescer(upstream, max_calls=1, max_rows=10)
-        tasks = [asyncio.ensure_future(coalescer.submit(i, rows=4, nbytes=16)) for i in range(6)]
+        tasks = [asyncio.ensure_future(coalescer.submit(i, rows=4, nbytes=16)) for i in range(7)]
         await asyncio.sleep(0)
         upstream.release.set()
-        assert await asyncio.gather(*tasks) == [0, 10, 20, 30, 40, 50]
-        assert upstream.calls == [[0], [1, 2], [3, 4], [5]], "4 + 4 rows fit in 10, a third request does not"
+        assert await asyncio.gather(*tasks) == [0, 10, 20, 30, 40, 50, 60]
+        assert upstream.calls == [[0], [1], [2, 3], [4, 5], [6]], "4 + 4 rows fit in 10, a third request not"
 
     asyncio.run(scenario())
 
@@ -77,20 +82,20 @@ def test_a_merged_call_never_exceeds_the_row_limit() -> None:
 def test_a_failed_call_fails_its_own_requests_only_and_a_cancelled_request_is_not_sent() -> None:
     async def scenario() -> None:
         upstream = _Upstream()
-        upstream.fail = {1}
+        upstream.fail = {2}
         coalescer = _coalescer(upstream, max_calls=1)
-        first = asyncio.ensure_future(coalescer.submit(0, rows=1, nbytes=4))
+        alone = [asyncio.ensure_future(coalescer.submit(i, rows=1, nbytes=4)) for i in (0, 1)]
         await asyncio.sleep(0)
-        waiting = [asyncio.ensure_future(coalescer.submit(i, rows=1, nbytes=4)) for i in (1, 2, 3)]
+        waiting = [asyncio.ensure_future(coalescer.submit(i, rows=1, nbytes=4)) for i in (2, 3, 4)]
         await asyncio.sleep(0)
         waiting[1].cancel()  # its client's deadline passed while it waited
         upstream.release.set()
-        assert await first == 0
+        assert await asyncio.gather(*alone) == [0, 10]
         outcomes = await asyncio.gather(*waiting, return_exceptions=True)
         assert isinstance(outcomes[0], UpstreamError)
         assert isinstance(outcomes[2], UpstreamError)
         assert isinstance(outcomes[1], asyncio.CancelledError)
-        assert upstream.calls == [[0], [1, 3]], "the cancelled request was left out of the merged call"
+        assert upstream.calls == [[0], [1], [2, 4]], "the cancelled request was left out of the merged call"
         assert await coalescer.submit(7, rows=1, nbytes=4) == 70, "the next call is unaffected"
         assert coalescer.idle
 
