@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["BatchCall", "CoalesceKey", "Coalescer"]
+__all__ = ["BatchCall", "Coalescer"]
 
 I = TypeVar("I")  # one request, as the adapter represents it
 R = TypeVar("R")  # one request's answer
 
 #: Performs one upstream call for the given requests (merged when several); one answer per request, in order.
 BatchCall = Callable[[list[I]], Awaitable[list[R]]]
-#: What must be equal for two requests to be merged: (pool, model, version, adapter's signature).
-CoalesceKey = tuple[str, str, int, Hashable]
 
 
 @dataclass(eq=False)
@@ -43,7 +41,7 @@ class _Waiting(Generic[I, R]):
 
 
 class Coalescer(Generic[I, R]):
-    """Merges requests of one :data:`CoalesceKey` while ``max_calls`` upstream calls are in flight.
+    """Merges requests that may be merged (one model version, one signature) while ``max_calls`` calls are in flight.
 
     A merged call carries at most ``max_rows`` rows (the model's ``max_batch_size``) and ``max_bytes`` bytes.
     """

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._auth import ANONYMOUS, KeyStore, Principal
-from ._coalesce import CoalesceKey, Coalescer
+from ._coalesce import Coalescer
 from ._errors import DeadlineExceeded, GatewayError, NotFound, Overloaded, TooLarge, Unavailable
 from ._metrics import Metrics
 from ._routing import ModelPolicy, RoutingConfig, load_routing
@@ -131,8 +131,9 @@ class DataPlane:
         self._admission: dict[str, _Admission] = {}
         self._schemas: dict[tuple[str, str, int], ModelSchema] = {}
         self._schema_fetches: dict[tuple[str, str, int], asyncio.Task[ModelSchema | None]] = {}
-        #: Request coalescers by (pool, model, version, signature); dropped when idle.
-        self._coalescers: dict[CoalesceKey, Coalescer[Any, Any]] = {}
+        #: Request coalescers by (pool, model, version, signature); dropped when idle. The pool object, not its
+        #: name: after a reload replaced a pool, new requests merge apart from those still bound for the old one.
+        self._coalescers: dict[tuple[Pool, str, int, Hashable], Coalescer[Any, Any]] = {}
         #: (model, version) -> requests routed there and not yet answered (:meth:`hold`): what a rollout drains.
         self.inflight_versions: Counter[tuple[str, int]] = Counter()
         self._reload_lock = asyncio.Lock()
@@ -550,7 +551,7 @@ class DataPlane:
         requests and returns one answer per request. The caller checks that the model may be merged.
         """
         async with self._admitted(target):
-            key: CoalesceKey = (target.pool.name, target.model, target.version, signature)
+            key = (target.pool, target.model, target.version, signature)
             coalescer: Coalescer[I, R] | None = self._coalescers.get(key)
             if coalescer is None:
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as aiogrpc
+import yaml
 from tritonclient.grpc import service_pb2
 
 from hepsonic_gateway._coalesce import Coalescer
+from hepsonic_gateway._dataplane import DataPlane
 from hepsonic_gateway._errors import UpstreamError
 from hepsonic_gateway._grpc import _answer_part, _row_bytes, _signature
+from hepsonic_gateway._routing import load_routing
 from hepsonic_gateway._validation import InputSpec, ModelSchema
 
 from .conftest import Cluster, Gateway
@@ -58,7 +62,7 @@ def test_at_low_load_requests_leave_at_once_under_load_they_wait_and_leave_as_on
         await asyncio.sleep(0)
         assert len(upstream.calls) == 2, "two calls in flight for one slot: the others wait"
         upstream.release.set()
-        assert await asyncio.gather(first, second) == [10, 20]
+        assert list(await asyncio.gather(first, second)) == [10, 20]
         assert await asyncio.gather(*later) == [30, 40, 50, 60], "each request gets its own answer"
         assert upstream.calls == [[1], [2], [3, 4, 5, 6]], "the waiting requests left as one call"
         assert coalescer.idle
@@ -100,6 +104,58 @@ def test_a_failed_call_fails_its_own_requests_only_and_a_cancelled_request_is_no
         assert coalescer.idle
 
     asyncio.run(scenario())
+
+
+def test_after_a_reload_requests_merge_apart_from_those_bound_for_the_replaced_pool(tmp_path: Path) -> None:
+    """Under steady load a coalescer never goes idle; a reload that replaces the pool must not leave new
+    requests merging into calls on the old pool (which closes once its own requests are answered)."""
+    routing_file = tmp_path / "routing.yaml"
+
+    def write(port: int) -> None:
+        endpoints = [{"http": f"127.0.0.1:{port}", "grpc": f"127.0.0.1:{port + 1}"}]
+        routing_file.write_text(
+            yaml.safe_dump({"pools": {"default": {"endpoints": endpoints}}}), encoding="utf-8"
+        )
+
+    def serving(plane: DataPlane) -> Any:
+        replica = plane.pools["default"].replicas[0]
+        replica.healthy = True
+        replica.ready_versions = {"toy": {1}}
+        return replica
+
+    async def check() -> None:
+        write(10)
+        plane = DataPlane(load_routing(routing_file), routing_file=routing_file)
+        old = serving(plane)
+        release = asyncio.Event()
+        sent: list[tuple[str, list[int]]] = []
+
+        async def call(replica: Any, items: list[int]) -> list[int]:
+            sent.append((replica.name, list(items)))
+            await release.wait()
+            return [item * 10 for item in items]
+
+        def forward(item: int) -> asyncio.Future[int]:
+            target = plane.resolve("toy", "1")
+            return asyncio.ensure_future(
+                plane.forward_coalesced(target, _schema(), "signature", item, rows=1, nbytes=4, call=call)
+            )
+
+        before = [forward(1), forward(2), forward(3)]  # two calls in flight, one request waiting
+        await asyncio.sleep(0.01)
+        assert sent == [(old.name, [1]), (old.name, [2])]
+        write(30)
+        await plane.reload()
+        new = serving(plane)
+        after = forward(4)
+        await asyncio.sleep(0.01)
+        assert sent[-1] == (new.name, [4]), "the new pool's first request leaves at once, to the new pool"
+        release.set()
+        assert await asyncio.gather(*before, after) == [10, 20, 30, 40]
+        assert (old.name, [3]) in sent
+        await plane.close()
+
+    asyncio.run(check())
 
 
 def _schema(**changes: Any) -> ModelSchema:
