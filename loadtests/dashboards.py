@@ -89,8 +89,14 @@ PANELS: tuple[Panel, ...] = (
                 f" / (sum by (model) (rate(hepsonic_gateway_request_batch_size_count{{{MODEL}}}[1m])) > 0)",
                 "{{model}} objects per client request",
             ),
+            Query(
+                f"sum by (model) (rate(hepsonic_gateway_requests_per_upstream_call_sum{{{MODEL}}}[1m]))"
+                f" / (sum by (model) (rate(hepsonic_gateway_requests_per_upstream_call_count{{{MODEL}}}[1m])) > 0)",
+                "{{model}} client requests per upstream call (gateway coalescing)",
+            ),
         ),
-        "What clients send per request vs what Triton's dynamic batcher runs per execution.",
+        "What clients send per request, how many requests the gateway merges into one call to Triton, and what "
+        "Triton's dynamic batcher runs per execution.",
     ),
     Panel(
         "Failures and rejections",
