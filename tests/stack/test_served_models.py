@@ -175,6 +175,56 @@ def test_concurrent_requests_are_merged_by_the_dynamic_batcher(stack: Stack) -> 
     assert executions < n_requests / 2, f"{n_requests} requests ran in {executions} executions: no batching"
 
 
+def _merged(gateway_http: str, model: str) -> tuple[float, float]:
+    """(client requests, upstream calls) the gateway counted for ``model`` (its coalescing histogram)."""
+    with urllib.request.urlopen(f"http://{gateway_http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+
+    def value(suffix: str) -> float:
+        pattern = rf'^hepsonic_gateway_requests_per_upstream_call_{suffix}{{model="{model}"}} ([0-9.e+]+)$'
+        found = re.search(pattern, text, flags=re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    return value("sum"), value("count")
+
+
+@pytest.mark.parametrize(("entry", "version"), CASES, ids=[f"{e.name}-v{v}" for e, v in CASES])
+def test_concurrent_grpc_requests_through_the_gateway_each_get_their_own_rows(
+    stack: Stack, entry: ModelEntry, version: int
+) -> None:
+    """The gateway merges concurrent gRPC requests of a dynamically batched model into one call to Triton and
+    slices the answer back: every request, whatever its batch size, gets exactly its own rows of every output."""
+    requests = [_inputs(entry, 1 + index % 4, seed=100 + index) for index in range(24)]
+    before = _merged(stack.gateway_http, entry.name)
+    client = grpcclient.InferenceServerClient(stack.gateway_grpc)
+
+    def infer(inputs: dict[str, Any]) -> dict[str, Any]:
+        tensors = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        result = client.infer(entry.name, tensors, model_version=str(version))
+        return {o.name: result.as_numpy(o.name) for o in entry.config.output}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(infer, requests))
+    client.close()
+    for index, (inputs, outputs) in enumerate(zip(requests, answers, strict=True)):
+        for name, reference in _reference(entry, version, inputs).items():
+            assert outputs[name].shape == reference.shape, (index, name)
+            np.testing.assert_allclose(
+                outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"request {index} {name}"
+            )
+    after = _merged(stack.gateway_http, entry.name)
+    if entry.config.HasField("dynamic_batching"):
+        assert after[0] - before[0] == len(requests), "each request went upstream once"
+        calls = after[1] - before[1]
+        assert calls < len(requests), (
+            f"{len(requests)} concurrent requests in {calls} upstream calls: none merged"
+        )
+
+
 @pytest.mark.parametrize("front", ["triton-grpc", "gateway-http", "gateway-grpc"])
 def test_pv_finder_operating_point_is_served_with_the_model(stack: Stack, front: str) -> None:
     """The peak-finder cuts and the vertex fit chosen for pv_finder v1 at build time reach a client from the
