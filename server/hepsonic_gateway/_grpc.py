@@ -358,10 +358,11 @@ class _Pending:
 
 def _signature(request: Any, schema: ModelSchema | None) -> Hashable | None:
     """What must match for requests to be merged (input names, types, per-row shapes; outputs), or None when
-    this request is not merged: a model Triton does not batch dynamically, tensors not sent as raw bytes, or
-    request or tensor parameters (priorities, sequences, shared memory, classification) that a merge would lose.
+    this request is not merged: a model that may not be (``ModelSchema.mergeable``), tensors not sent as raw
+    bytes, or request or tensor parameters (priorities, sequences, shared memory, classification) that a merge
+    would lose.
     """
-    if schema is None or not schema.dynamic_batching or schema.max_batch_size <= 0:
+    if schema is None or not schema.mergeable:
         return None
     if request.parameters or len(request.raw_input_contents) != len(request.inputs) or not request.inputs:
         return None

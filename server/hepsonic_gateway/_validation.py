@@ -78,8 +78,10 @@ class ModelSchema:
     max_batch_size: int
     inputs: Mapping[str, InputSpec]
     sha256: str | None
-    #: Triton merges this model's requests (rows are independent): the gateway may merge them too.
-    dynamic_batching: bool = False
+    #: The gateway may merge this model's requests by concatenating their rows and slice the answer back:
+    #: Triton batches it dynamically (rows are independent by declaration) and every tensor has a fixed size
+    #: per row (no BYTES, whose elements vary in length).
+    mergeable: bool = False
     #: Instances of the model one Triton runs at once (``instance_group``; per GPU for GPU groups).
     instances: int = 1
 
@@ -88,11 +90,9 @@ class ModelSchema:
         """From Triton's JSON model configuration (``GET /v2/models/{m}/versions/{v}/config``)."""
         inputs = {}
         for item in config.get("input", []):
-            datatype = str(item.get("data_type", "")).removeprefix("TYPE_")
-            datatype = {"STRING": "BYTES", "BOOL": "BOOL"}.get(datatype, datatype)
             inputs[item["name"]] = InputSpec(
                 name=item["name"],
-                datatype=datatype,
+                datatype=_datatype(item),
                 dims=tuple(int(d) for d in item.get("dims", [])),
                 optional=bool(item.get("optional", False)),
             )
@@ -104,13 +104,24 @@ class ModelSchema:
             max_batch_size=int(config.get("max_batch_size", 0)),
             inputs=inputs,
             sha256=sha256 or None,
-            dynamic_batching="dynamic_batching" in config,
+            mergeable="dynamic_batching" in config
+            and int(config.get("max_batch_size", 0)) > 0
+            and all(
+                DTYPE_BYTES.get(_datatype(item)) is not None
+                for item in (*config.get("input", []), *config.get("output", []))
+            ),
             instances=max(1, sum(_instances(group) for group in config.get("instance_group", []))),
         )
 
     def expected_shape(self, spec: InputSpec) -> list[int]:
         """The full expected shape (``-1`` = any), batch dimension included when the model batches."""
         return [-1, *spec.dims] if self.max_batch_size > 0 else list(spec.dims)
+
+
+def _datatype(item: Mapping[str, Any]) -> str:
+    """A tensor's KServe datatype from its entry in Triton's JSON model configuration (``TYPE_FP32`` -> ``FP32``)."""
+    datatype = str(item.get("data_type", "")).removeprefix("TYPE_")
+    return "BYTES" if datatype == "STRING" else datatype
 
 
 def _instances(group: Mapping[str, Any]) -> int:

@@ -165,7 +165,7 @@ def _schema(**changes: Any) -> ModelSchema:
         "max_batch_size": 64,
         "inputs": {"x": InputSpec("x", "FP32", (4,))},
         "sha256": None,
-        "dynamic_batching": True,
+        "mergeable": True,
     }
     return ModelSchema(**{**fields, **changes})
 
@@ -178,10 +178,34 @@ def _request(rows: int = 2) -> Any:
     return request
 
 
-def test_only_plain_requests_to_dynamically_batched_models_are_merged() -> None:
+def _config(**changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "max_batch_size": 64,
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": ["4"]}],
+        "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": ["4"]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": "100"},
+        "instance_group": [{"kind": "KIND_CPU", "count": 2}],
+    }
+    return {key: value for key, value in {**config, **changes}.items() if value is not None}
+
+
+def test_a_model_is_mergeable_when_triton_batches_it_dynamically_and_its_rows_have_a_fixed_size() -> None:
+    def mergeable(**changes: Any) -> bool:
+        return ModelSchema.from_triton_config("toy", 1, _config(**changes)).mergeable
+
+    assert mergeable()
+    assert not mergeable(dynamic_batching=None)
+    assert not mergeable(max_batch_size=0)
+    assert not mergeable(output=[{"name": "label", "data_type": "TYPE_STRING", "dims": ["1"]}]), "BYTES vary"
+    assert ModelSchema.from_triton_config("toy", 1, _config()).instances == 2
+    gpus = [{"kind": "KIND_GPU", "count": 1, "gpus": [0, 1]}, {"kind": "KIND_CPU", "count": 1}]
+    assert ModelSchema.from_triton_config("toy", 1, _config(instance_group=gpus)).instances == 3
+    assert ModelSchema.from_triton_config("toy", 1, _config(instance_group=None)).instances == 1
+
+
+def test_only_plain_requests_to_mergeable_models_are_merged() -> None:
     assert _signature(_request(2), _schema()) == _signature(_request(5), _schema()), "rows may differ"
-    assert _signature(_request(), _schema(dynamic_batching=False)) is None
-    assert _signature(_request(), _schema(max_batch_size=0)) is None
+    assert _signature(_request(), _schema(mergeable=False)) is None
     assert _signature(_request(), None) is None, "no schema: nothing is known about the model"
     with_priority = _request()
     with_priority.parameters["priority"].uint64_param = 1
