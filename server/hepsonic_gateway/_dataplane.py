@@ -360,6 +360,8 @@ class DataPlane:
                     "retries": policy.retries,
                     "max_request_bytes": policy.max_request_bytes,
                     "max_tensor_elements": policy.max_tensor_elements,
+                    "coalesce": policy.coalesce,
+                    "coalesce_calls": policy.coalesce_calls,
                 },
             }
         return {

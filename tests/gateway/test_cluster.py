@@ -124,6 +124,7 @@ def test_auth_matrix_admin_and_open_endpoints(client: httpx.Client) -> None:
     routes = client.get("/admin/routes", headers=bearer("admin"))
     assert routes.status_code == 200
     assert routes.json()["models"]["toy"]["aliases"] == {"stable": 1, "canary": 2}
+    assert routes.json()["models"]["toy"]["limits"]["coalesce"] is True, "merging is on unless switched off"
     # A key sees only its models in the index.
     index = client.post("/v2/repository/index", headers=bearer("reader")).json()
     assert {m["name"] for m in index} == {"toy"}
