@@ -5,11 +5,10 @@ per-request work (protocol, scheduling, the backend's per-request hand-over) how
 ``max_calls`` calls for a model version are in flight, further requests wait and leave together, as one call
 with their rows concatenated, when a call comes back. So a request never waits when the upstream has room (no
 timer, no added latency at low load), and under load the batches grow by themselves. Where each call in flight
-carries a single request, one more may leave at once: waiting would not merge anything, two clients would
-only take turns. Only requests with the
-same signature (input names, types and per-row shapes, requested outputs) are merged, and only for models that
-Triton batches dynamically, whose rows are independent by declaration: Triton's dynamic batcher would merge the
-same requests in the server.
+carries a single request, one more may leave at once: waiting would not merge anything, two clients would only
+take turns. The caller merges only requests with the same signature (input names, types and per-row shapes,
+requested outputs) for models whose rows are independent by declaration (Triton batches them dynamically: its
+dynamic batcher would merge the same requests in the server) and of a fixed size.
 
 The protocol-specific work (concatenating inputs, slicing outputs back per request) is the adapter's: a
 :data:`BatchCall` turns a list of requests into one upstream call and returns one answer per request.

@@ -553,6 +553,10 @@ class DataPlane:
         requests and returns one answer per request. The caller checks that the model may be merged.
         """
         async with self._admitted(target):
+            serving = sum(
+                1 for r in target.pool.replicas if r.healthy and r.serves(target.model, target.version)
+            )
+            max_calls = (target.policy.coalesce_calls or schema.instances) * max(1, serving)
             key = (target.pool, target.model, target.version, signature)
             coalescer: Coalescer[I, R] | None = self._coalescers.get(key)
             if coalescer is None:
@@ -565,15 +569,12 @@ class DataPlane:
                 merged = self.metrics.child(self.metrics.merged, target.model)
                 coalescer = self._coalescers[key] = Coalescer(
                     send,
-                    max_calls=1,
+                    max_calls=max_calls,
                     max_rows=schema.max_batch_size,
                     max_bytes=target.policy.max_request_bytes,
                     record=merged.observe,
                 )
-            serving = sum(
-                1 for r in target.pool.replicas if r.healthy and r.serves(target.model, target.version)
-            )
-            coalescer.max_calls = (target.policy.coalesce_calls or schema.instances) * max(1, serving)
+            coalescer.max_calls = max_calls  # replicas come and go
             try:
                 return await coalescer.submit(item, rows=rows, nbytes=nbytes)
             finally:
