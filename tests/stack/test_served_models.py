@@ -69,13 +69,19 @@ def _reference(entry: ModelEntry, version: int, inputs: dict[str, np.ndarray[Any
 
 def _grpc(url: str, entry: ModelEntry, version: int, inputs: dict[str, Any]) -> dict[str, Any]:
     client = grpcclient.InferenceServerClient(url)
+    try:
+        return _infer_grpc(client, entry, version, inputs)
+    finally:
+        client.close()
+
+
+def _infer_grpc(client: Any, entry: ModelEntry, version: int, inputs: dict[str, Any]) -> dict[str, Any]:
     request = []
     for name, array in inputs.items():
         tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
         tensor.set_data_from_numpy(array)
         request.append(tensor)
     result = client.infer(entry.name, request, model_version=str(version))
-    client.close()
     return {o.name: result.as_numpy(o.name) for o in entry.config.output}
 
 
@@ -196,19 +202,9 @@ def test_concurrent_grpc_requests_through_the_gateway_each_get_their_own_rows(
     slices the answer back: every request, whatever its batch size, gets exactly its own rows of every output."""
     requests = [_inputs(entry, 1 + index % 4, seed=100 + index) for index in range(24)]
     before = _merged(stack.gateway_http, entry.name)
-    client = grpcclient.InferenceServerClient(stack.gateway_grpc)
-
-    def infer(inputs: dict[str, Any]) -> dict[str, Any]:
-        tensors = []
-        for name, array in inputs.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        result = client.infer(entry.name, tensors, model_version=str(version))
-        return {o.name: result.as_numpy(o.name) for o in entry.config.output}
-
+    client = grpcclient.InferenceServerClient(stack.gateway_grpc)  # one connection, shared by the threads
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(infer, requests))
+        answers = list(pool.map(lambda inputs: _infer_grpc(client, entry, version, inputs), requests))
     client.close()
     for index, (inputs, outputs) in enumerate(zip(requests, answers, strict=True)):
         for name, reference in _reference(entry, version, inputs).items():
