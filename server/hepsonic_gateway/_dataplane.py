@@ -24,7 +24,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +47,8 @@ R = TypeVar("R")  # one request's answer
 #: What "no version requested" looks like (an absent or empty version; Triton also reads "0" as none).
 _NO_VERSION = (None, "", "0")
 _POLICY_CACHE_LIMIT = 4096
+#: Checked tensor header sets remembered (see ``DataPlane._checked``).
+_CHECKED_MEMO_SIZE = 4096
 #: How long a replaced pool may wait for its last requests before it is closed anyway.
 _RETIRE_TIMEOUT_S = 120.0
 _REQUEST_ID_PREFIX = os.urandom(6).hex()
@@ -131,6 +133,9 @@ class DataPlane:
         self._admission: dict[str, _Admission] = {}
         self._schemas: dict[tuple[str, str, int], ModelSchema] = {}
         self._schema_fetches: dict[tuple[str, str, int], asyncio.Task[ModelSchema | None]] = {}
+        #: Batch sizes of tensor header sets already checked against a schema (and the tensor element limit):
+        #: a job sends the same shapes again and again, so the hot path checks each set once.
+        self._checked: dict[tuple[ModelSchema, tuple[TensorHeader, ...], int], int] = {}
         #: Request coalescers by (pool, model, version, signature); dropped when idle. The pool object, not its
         #: name: after a reload replaced a pool, new requests merge apart from those still bound for the old one.
         self._coalescers: dict[tuple[Pool, str, int, Hashable], Coalescer[Any, Any]] = {}
@@ -505,11 +510,17 @@ class DataPlane:
         schema = await self.schema(target)
         if schema is None:
             return None
-        try:
-            batch = check_request(schema, tensors, max_elements=policy.max_tensor_elements)
-        except Exception:
-            self.metrics.rejected.labels(target.model, "invalid").inc()
-            raise
+        key = (schema, tuple(tensors), policy.max_tensor_elements)
+        batch = self._checked.get(key)
+        if batch is None:
+            try:
+                batch = check_request(schema, tensors, max_elements=policy.max_tensor_elements)
+            except Exception:
+                self.metrics.rejected.labels(target.model, "invalid").inc()
+                raise
+            if len(self._checked) >= _CHECKED_MEMO_SIZE:  # bounded: shapes that vary per request find no hit
+                self._checked.clear()
+            self._checked[key] = batch
         self.metrics.child(self.metrics.batch_size, target.model).observe(batch)
         return schema
 
@@ -533,8 +544,11 @@ class DataPlane:
         """Run ``call`` on a replica under admission control, retrying elsewhere if a replica is unreachable.
 
         The caller holds the target (:meth:`hold`)."""
-        async with self._admitted(target) as admission:
+        admission = await self._admit(target)
+        try:
             return await self._with_retries(target, call, admission)
+        finally:
+            self._release(target, admission)
 
     async def forward_coalesced(
         self,
@@ -552,7 +566,8 @@ class DataPlane:
         Each request passes admission control on its own; ``call`` makes one upstream call for a list of
         requests and returns one answer per request. The caller checks that the model may be merged.
         """
-        async with self._admitted(target):
+        admission = await self._admit(target)
+        try:
             serving = sum(
                 1 for r in target.pool.replicas if r.healthy and r.serves(target.model, target.version)
             )
@@ -580,22 +595,26 @@ class DataPlane:
             finally:
                 if coalescer.idle and self._coalescers.get(key) is coalescer:
                     del self._coalescers[key]
+        finally:
+            self._release(target, admission)
 
-    @contextlib.asynccontextmanager
-    async def _admitted(self, target: Target) -> AsyncIterator[_Admission]:
-        """Hold one of the model's in-flight slots (waiting in its bounded queue), or raise :class:`Overloaded`."""
+    async def _admit(self, target: Target) -> _Admission:
+        """Take one of the model's in-flight slots (waiting in its bounded queue), or raise :class:`Overloaded`.
+
+        The caller gives it back with :meth:`_release` (a plain pair, not a context manager: this is the hot path).
+        """
         admission = self._admission_for(target)
-        if admission.slots.locked() and admission.waiting >= admission.max_queue:
-            self.metrics.rejected.labels(target.model, "queue_full").inc()
-            retry = admission.retry_after_s()
-            raise Overloaded(
-                f"model {target.model!r} is overloaded: {admission.inflight} requests in flight and "
-                f"{admission.waiting} queued (limits {admission.max_inflight}/{admission.max_queue}); "
-                f"retry in {retry} s",
-                retry_after_s=retry,
-            )
         metrics = self.metrics
         if admission.slots.locked():
+            if admission.waiting >= admission.max_queue:
+                metrics.rejected.labels(target.model, "queue_full").inc()
+                retry = admission.retry_after_s()
+                raise Overloaded(
+                    f"model {target.model!r} is overloaded: {admission.inflight} requests in flight and "
+                    f"{admission.waiting} queued (limits {admission.max_inflight}/{admission.max_queue}); "
+                    f"retry in {retry} s",
+                    retry_after_s=retry,
+                )
             admission.waiting += 1
             metrics.child(metrics.queued, target.model).inc()
             try:
@@ -607,12 +626,12 @@ class DataPlane:
             await admission.slots.acquire()
         admission.inflight += 1
         metrics.child(metrics.inflight, target.model).inc()
-        try:
-            yield admission
-        finally:
-            admission.inflight -= 1
-            metrics.child(metrics.inflight, target.model).dec()
-            admission.slots.release()
+        return admission
+
+    def _release(self, target: Target, admission: _Admission) -> None:
+        admission.inflight -= 1
+        self.metrics.child(self.metrics.inflight, target.model).dec()
+        admission.slots.release()
 
     async def _with_retries(
         self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission

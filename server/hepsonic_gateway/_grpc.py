@@ -125,26 +125,24 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 
 def tensor_headers(request: Any) -> list[TensorHeader]:
     """The tensor metadata of a ``ModelInferRequest`` (sizes from lengths only; no value is decoded)."""
-    raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    inputs, raw = request.inputs, request.raw_input_contents
+    if not raw:
+        return [TensorHeader(t.name, t.datatype, tuple(t.shape), None, _typed_count(t)) for t in inputs]
+    if len(raw) != len(inputs):
         raise InvalidRequest(
-            f"model {request.model_name!r}: {len(request.inputs)} inputs but {len(raw)} raw_input_contents"
+            f"model {request.model_name!r}: {len(inputs)} inputs but {len(raw)} raw_input_contents"
         )
-    headers = []
-    for index, tensor in enumerate(request.inputs):
-        count = None
-        if tensor.HasField("contents"):
-            count = sum(len(getattr(tensor.contents, name)) for name in _TYPED_CONTENTS)
-        headers.append(
-            TensorHeader(
-                tensor.name,
-                tensor.datatype,
-                tuple(tensor.shape),
-                byte_size=len(raw[index]) if raw else None,
-                data_count=count,
-            )
-        )
-    return headers
+    return [
+        TensorHeader(t.name, t.datatype, tuple(t.shape), len(contents), _typed_count(t))
+        for t, contents in zip(inputs, raw, strict=True)
+    ]
+
+
+def _typed_count(tensor: Any) -> int | None:
+    """Values sent in a tensor's typed ``contents`` (None when it has none)."""
+    if not tensor.HasField("contents"):
+        return None
+    return sum(len(getattr(tensor.contents, name)) for name in _TYPED_CONTENTS)
 
 
 class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -294,7 +292,8 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                 model, request.model_version or None, route_key=metadata.get(_ROUTE_KEY), principal=principal
             )
             with plane.hold(target):
-                schema = await plane.validate(target, tensor_headers(request), body_bytes=len(raw))
+                headers = tensor_headers(request)
+                schema = await plane.validate(target, headers, body_bytes=len(raw))
                 timeout = plane.timeout_s(target, time_remaining)
                 request_id = request_id or request.id or new_request_id()
                 patch = service_pb2.ModelInferRequest()
@@ -306,17 +305,19 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
                     request,
                     str(target.version),
                     request.id or request_id,
-                    raw + patch.SerializeToString(),
+                    raw,
+                    patch.SerializeToString(),
                     timeout,
+                    rows=headers[0].shape[0] if headers and headers[0].shape else 0,
                 )
-                signature = _signature(request, schema) if target.policy.coalesce else None
+                signature = _signature(request, headers, schema) if target.policy.coalesce else None
                 if schema is not None and signature is not None:
                     part, server = await plane.forward_coalesced(
                         target,
                         schema,
                         signature,
                         pending,
-                        rows=request.inputs[0].shape[0],
+                        rows=pending.rows,
                         nbytes=len(raw),
                         call=_infer_merged,
                     )
@@ -342,35 +343,43 @@ class GatewayServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: i
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """One ``ModelInfer`` ready to go upstream: the parsed request, the id Triton echoes, the bytes to send."""
+    """One ``ModelInfer`` ready to go upstream: the parsed request, the id Triton echoes, its bytes as they came
+    and the fields appended to them (version, id) when it leaves alone."""
 
     request: Any
     version: str
     answer_id: str
-    payload: bytes
+    raw: bytes
+    patch: bytes
     timeout: float
+    #: Its batch size (first dimension of its inputs).
+    rows: int
 
     async def send(self, replica: Replica) -> tuple[bytes, str]:
         """Forward the request's bytes; (Triton's answer, the replica's name)."""
-        answer: bytes = await _call(replica.grpc_infer_raw(self.payload, timeout=self.timeout), replica)
+        payload = self.raw + self.patch
+        answer: bytes = await _call(replica.grpc_infer_raw(payload, timeout=self.timeout), replica)
         return answer, replica.name
 
 
-def _signature(request: Any, schema: ModelSchema | None) -> Hashable | None:
+def _signature(request: Any, headers: list[TensorHeader], schema: ModelSchema | None) -> Hashable | None:
     """What must match for requests to be merged (input names, types, per-row shapes; outputs), or None when
     this request is not merged: a model that may not be (``ModelSchema.mergeable``), tensors not sent as raw
     bytes, or request or tensor parameters (priorities, sequences, shared memory, classification) that a merge
-    would lose.
+    would lose. ``headers`` are the request's :func:`tensor_headers`.
     """
-    if schema is None or not schema.mergeable:
+    if schema is None or not schema.mergeable or not headers or request.parameters:
         return None
-    if request.parameters or len(request.raw_input_contents) != len(request.inputs) or not request.inputs:
-        return None
-    if any(tensor.parameters for tensor in request.inputs) or any(out.parameters for out in request.outputs):
-        return None
+    for header in headers:
+        if header.byte_size is None or header.data_count is not None:
+            return None
+    outputs = request.outputs
+    for tensor in (*request.inputs, *outputs):
+        if tensor.parameters:
+            return None
     return (
-        tuple((tensor.name, tensor.datatype, tuple(tensor.shape[1:])) for tensor in request.inputs),
-        tuple(out.name for out in request.outputs),
+        tuple([(header.name, header.datatype, header.shape[1:]) for header in headers]),
+        tuple([output.name for output in outputs]),
     )
 
 
@@ -384,7 +393,7 @@ async def _infer_merged(replica: Replica, items: list[_Pending]) -> list[_Part]:
     if len(items) == 1:
         answer, server = await items[0].send(replica)
         return [(lambda: answer, server)]
-    rows = [item.request.inputs[0].shape[0] for item in items]
+    rows = [item.rows for item in items]
     first = items[0].request
     merged = service_pb2.ModelInferRequest(
         model_name=first.model_name,

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import InvalidRequest, TooLarge
 
@@ -46,9 +46,11 @@ DTYPE_BYTES: dict[str, int | None] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TensorHeader:
-    """What a request says about one input tensor."""
+class TensorHeader(NamedTuple):
+    """What a request says about one input tensor.
+
+    A tuple: cheap to build on the hot path, and hashable, so the data plane remembers header sets it has checked.
+    """
 
     name: str
     datatype: str
@@ -69,9 +71,13 @@ class InputSpec:
     optional: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ModelSchema:
-    """What a served model version accepts, and its provenance fingerprint."""
+    """What a served model version accepts, and its provenance fingerprint.
+
+    Compared and hashed by identity: a schema is fetched once per (pool, model, version) and keys the data plane's
+    memo of checked requests, which a schema fetched anew (after a rollout) must not share.
+    """
 
     model: str
     version: int

@@ -17,7 +17,7 @@ from tritonclient.grpc import service_pb2
 from hepsonic_gateway._coalesce import Coalescer
 from hepsonic_gateway._dataplane import DataPlane
 from hepsonic_gateway._errors import UpstreamError
-from hepsonic_gateway._grpc import _answer_part, _row_bytes, _signature
+from hepsonic_gateway._grpc import _answer_part, _row_bytes, _signature, tensor_headers
 from hepsonic_gateway._routing import load_routing
 from hepsonic_gateway._validation import InputSpec, ModelSchema
 
@@ -204,19 +204,29 @@ def test_a_model_is_mergeable_when_triton_batches_it_dynamically_and_its_rows_ha
 
 
 def test_only_plain_requests_to_mergeable_models_are_merged() -> None:
-    assert _signature(_request(2), _schema()) == _signature(_request(5), _schema()), "rows may differ"
-    assert _signature(_request(), _schema(mergeable=False)) is None
-    assert _signature(_request(), None) is None, "no schema: nothing is known about the model"
+    def signature(request: Any, schema: ModelSchema | None) -> Any:
+        return _signature(request, tensor_headers(request), schema)
+
+    assert signature(_request(2), _schema()) == signature(_request(5), _schema()), "rows may differ"
+    assert signature(_request(2), _schema()) is not None
+    assert signature(_request(), _schema(mergeable=False)) is None
+    assert signature(_request(), None) is None, "no schema: nothing is known about the model"
     with_priority = _request()
     with_priority.parameters["priority"].uint64_param = 1
-    assert _signature(with_priority, _schema()) is None
+    assert signature(with_priority, _schema()) is None
     shared_memory = _request()
     shared_memory.inputs[0].parameters["shared_memory_region"].string_param = "region"
-    assert _signature(shared_memory, _schema()) is None
+    assert signature(shared_memory, _schema()) is None
+    classification = _request()
+    classification.outputs[0].parameters["classification"].int64_param = 3
+    assert signature(classification, _schema()) is None
     typed = _request()
     typed.ClearField("raw_input_contents")
     typed.inputs[0].contents.fp32_contents.extend([0.0] * 8)
-    assert _signature(typed, _schema()) is None
+    assert signature(typed, _schema()) is None
+    other_output = _request()
+    other_output.outputs[0].name = "z"
+    assert signature(other_output, _schema()) != signature(_request(), _schema())
 
 
 def test_a_merged_answer_is_sliced_by_rows_and_checked() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +360,45 @@ def test_validation_messages_name_model_input_expected_and_got() -> None:
         assert "'ringer' version 2" in caught.value.message
     with pytest.raises(TooLarge, match="exceed the gateway's limit of 100"):
         check_request(SCHEMA, good, max_elements=100)
+
+
+def test_the_data_plane_checks_each_header_set_once_per_schema_and_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hepsonic_gateway import _dataplane  # noqa: PLC0415
+
+    calls: list[int] = []
+
+    def counting_check(schema: ModelSchema, tensors: Any, *, max_elements: int) -> int:
+        calls.append(max_elements)
+        return check_request(schema, tensors, max_elements=max_elements)
+
+    monkeypatch.setattr(_dataplane, "check_request", counting_check)
+    good = [TensorHeader("rings", "FP32", (8, 100), 3200), TensorHeader("et", "FP32", (8, 1), 32)]
+    bad = [TensorHeader("rings", "FP32", (8, 99), 3168), good[1]]
+
+    async def check() -> None:
+        plane = _plane(ringer={2})
+        target = plane.resolve("ringer", "2")
+        plane._schemas[("default", "ringer", 2)] = SCHEMA
+        for _ in range(3):
+            assert await plane.validate(target, list(good), body_bytes=3232) is SCHEMA
+        assert len(calls) == 1, "the same shapes again: checked once"
+        for _ in range(2):  # a refused set is never remembered as good
+            with pytest.raises(InvalidRequest, match="got \\[8, 99\\]"):
+                await plane.validate(target, bad, body_bytes=3200)
+        assert len(calls) == 3
+        tighter = dataclasses.replace(
+            target, policy=target.policy.model_copy(update={"max_tensor_elements": 100})
+        )
+        with pytest.raises(TooLarge, match="limit of 100"):
+            await plane.validate(tighter, good, body_bytes=3232)
+        fetched_again = dataclasses.replace(SCHEMA, max_batch_size=4)  # a schema fetched anew: checked anew
+        plane._schemas[("default", "ringer", 2)] = fetched_again
+        with pytest.raises(InvalidRequest, match="exceeds the model's max_batch_size 4"):
+            await plane.validate(target, good, body_bytes=3232)
+
+    _run(check())
 
 
 def test_http_request_headers_are_read_without_the_binary_part() -> None:
