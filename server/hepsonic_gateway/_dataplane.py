@@ -94,13 +94,21 @@ class _Routes:
 class _Admission:
     """Per-model in-flight limit with a bounded queue; beyond the queue, refuse with a retry hint."""
 
-    def __init__(self, policy: ModelPolicy) -> None:
+    def __init__(self, policy: ModelPolicy, inflight_gauge: Any) -> None:
         self.limits = (policy.max_inflight, policy.max_queue)
+        #: The model's in-flight gauge (its series, looked up once: every request moves it twice).
+        self.inflight_gauge = inflight_gauge
         self.slots = asyncio.Semaphore(policy.max_inflight)
         self.max_inflight, self.max_queue = self.limits
         self.inflight = 0
         self.waiting = 0
         self.mean_latency_s = 0.01  # exponentially weighted, for the retry hint
+
+    def release(self) -> None:
+        """Give back the slot taken by :meth:`DataPlane._admit`."""
+        self.inflight -= 1
+        self.inflight_gauge.dec()
+        self.slots.release()
 
     def retry_after_s(self) -> float:
         """Time for the queue ahead to drain at the current pace."""
@@ -537,7 +545,9 @@ class DataPlane:
         admission = self._admission.get(target.model)
         policy = target.policy
         if admission is None or admission.limits != (policy.max_inflight, policy.max_queue):
-            admission = self._admission[target.model] = _Admission(policy)
+            admission = self._admission[target.model] = _Admission(
+                policy, self.metrics.child(self.metrics.inflight, target.model)
+            )
         return admission
 
     async def forward(self, target: Target, call: Callable[[Replica], Awaitable[T]]) -> T:
@@ -548,7 +558,7 @@ class DataPlane:
         try:
             return await self._with_retries(target, call, admission)
         finally:
-            self._release(target, admission)
+            admission.release()
 
     async def forward_coalesced(
         self,
@@ -596,12 +606,12 @@ class DataPlane:
                 if coalescer.idle and self._coalescers.get(key) is coalescer:
                     del self._coalescers[key]
         finally:
-            self._release(target, admission)
+            admission.release()
 
     async def _admit(self, target: Target) -> _Admission:
         """Take one of the model's in-flight slots (waiting in its bounded queue), or raise :class:`Overloaded`.
 
-        The caller gives it back with :meth:`_release` (a plain pair, not a context manager: this is the hot path).
+        The caller gives it back with :meth:`_Admission.release` (a plain pair, not a context manager: this is the hot path).
         """
         admission = self._admission_for(target)
         metrics = self.metrics
@@ -625,13 +635,8 @@ class DataPlane:
         else:
             await admission.slots.acquire()
         admission.inflight += 1
-        metrics.child(metrics.inflight, target.model).inc()
+        admission.inflight_gauge.inc()
         return admission
-
-    def _release(self, target: Target, admission: _Admission) -> None:
-        admission.inflight -= 1
-        self.metrics.child(self.metrics.inflight, target.model).dec()
-        admission.slots.release()
 
     async def _with_retries(
         self, target: Target, call: Callable[[Replica], Awaitable[T]], admission: _Admission
