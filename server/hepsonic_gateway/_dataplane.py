@@ -611,7 +611,8 @@ class DataPlane:
     async def _admit(self, target: Target) -> _Admission:
         """Take one of the model's in-flight slots (waiting in its bounded queue), or raise :class:`Overloaded`.
 
-        The caller gives it back with :meth:`_Admission.release` (a plain pair, not a context manager: this is the hot path).
+        The caller gives it back with :meth:`_Admission.release` (a plain pair rather than a context manager:
+        this is the hot path).
         """
         admission = self._admission_for(target)
         metrics = self.metrics
