@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import hashlib
 import itertools
 import logging
@@ -415,7 +416,7 @@ class DataPlane:
         served = pool.ready_versions(model)
         if not served:
             if not any(model in r.ready_versions for p in self.pools.values() for r in p.replicas):
-                raise NotFound(f"unknown model {model!r}")
+                raise NotFound(self._unknown_model(model, principal))
             raise Unavailable(f"model {model!r} has no READY version on a healthy replica")
         if requested in _NO_VERSION and policy.split:
             requested = self._split_choice(policy, route_key)
@@ -432,6 +433,13 @@ class DataPlane:
             listed = ", ".join(map(str, sorted(served)))
             raise NotFound(f"model {model!r} version {version} is not served (served versions: {listed})")
         return Target(model=model, version=version, policy=policy, pool=pool)
+
+    def _unknown_model(self, model: str, principal: Principal) -> str:
+        """The message for a model nobody serves: what the caller may use instead, the closest name first."""
+        usable = sorted(self.models(principal))
+        close = difflib.get_close_matches(model, usable, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown model {model!r} (served: {', '.join(usable) or 'none'}{hint})"
 
     @contextlib.contextmanager
     def hold(self, target: Target) -> Iterator[None]:

@@ -396,7 +396,8 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
                 header_length = headers_in.get(_HEADER_LENGTH)
                 if header_length is not None and not header_length.isdigit():
                     raise InvalidRequest(
-                        f"model {model!r}: Inference-Header-Content-Length must be an integer"
+                        f"model {model!r}: Inference-Header-Content-Length must be a byte count "
+                        f"(a non-negative integer), got {header_length[:40]!r}"
                     )
                 tensors = parse_http_request(
                     body, int(header_length) if header_length is not None else None, model=model

@@ -211,9 +211,20 @@ def test_validation_of_binary_requests_and_unknown_models(client: httpx.Client) 
     )
     assert response.status_code == 400
     assert "needs 16 bytes, got 12" in response.json()["error"]
+    response = client.post(
+        "/v2/models/toy/versions/1/infer",
+        content=header + bytes(16),
+        headers={"inference-header-content-length": "-3", **bearer("reader")},
+    )
+    assert response.status_code == 400
+    assert "Inference-Header-Content-Length must be a byte count" in response.json()["error"]
+    assert "got '-3'" in response.json()["error"]
     response = infer_http(client, "nosuchmodel", key="admin")
     assert response.status_code == 404
     assert "nosuchmodel" in response.json()["error"]
+    response = infer_http(client, "toyy", key="admin")
+    assert response.status_code == 404
+    assert "did you mean 'toy'?" in response.json()["error"]
     response = infer_http(client, version="7")
     assert response.status_code == 404
     assert "version 7" in response.json()["error"]

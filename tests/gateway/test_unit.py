@@ -137,8 +137,10 @@ def test_versions_aliases_and_errors() -> None:
             plane.resolve("ringer", "5")
         with pytest.raises(NotFound, match="no version or alias 'beta'"):
             plane.resolve("ringer", "beta")
-        with pytest.raises(NotFound, match="unknown model 'nope'"):
+        with pytest.raises(NotFound, match=r"unknown model 'nope' \(served: other, ringer\)$"):
             plane.resolve("nope", None)
+        with pytest.raises(NotFound, match=r"\(served: other, ringer; did you mean 'ringer'\?\)"):
+            plane.resolve("ringr", None)
         for replica in plane.pools["default"].replicas:
             replica.healthy = False
         with pytest.raises(Unavailable):
