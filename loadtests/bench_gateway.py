@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report = _report(results, model, args)
+    report = _report(results, model, args, cpus)
     args.output.mkdir(parents=True, exist_ok=True)
     stem = f"bench_gateway{('_' + args.tag) if args.tag else ''}"
     (args.output / f"{stem}.json").write_text(json.dumps(report, indent=2))
@@ -449,7 +449,9 @@ def _median_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace) -> dict[str, Any]:
+def _report(
+    results: list[dict[str, Any]], model: str, args: argparse.Namespace, cpus: list[int]
+) -> dict[str, Any]:
     by_key = {
         (r["repeat"], r["placement"], r["path"], r["protocol"], r["batch"], r["clients"]): r for r in results
     }
@@ -522,6 +524,9 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
         "duration_s": args.duration,
         "machine": {
             "cpus": os.cpu_count(),
+            # How many of the cores this run could use the isolated placement gave the gateway.
+            "isolated_gateway_cores": len(placement_cores("isolated", cpus)[1]) if cpus else None,
+            "usable_cores": len(cpus) or None,
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },
@@ -536,6 +541,13 @@ def _report(results: list[dict[str, Any]], model: str, args: argparse.Namespace)
 
 def _optional(row: dict[str, Any], key: str, spec: str) -> str:
     return format(row[key], spec) if key in row else "-"
+
+
+def _isolated_split(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    if not machine.get("isolated_gateway_cores"):  # reports written before the split was recorded
+        return "a quarter of the cores, at least one"
+    return f"{machine['isolated_gateway_cores']} of {machine['usable_cores']}"
 
 
 def _coalescing(report: dict[str, Any]) -> str:
@@ -561,7 +573,8 @@ def markdown(report: dict[str, Any], png: str) -> str:
             "`gw CPU/req` = gateway process CPU time per request (upper bound: includes warm-up and health checks). "
             "`pass-through` = `loadtests/passthrough_proxy.py`, a gRPC hop with no logic at all (raw bytes to Triton), "
             "measured in the same run for reference: what any Python gRPC hop costs. "
-            "Placements: `isolated` = the gateway on cores of its own, Triton and the load generator on the others "
+            "Placements: `isolated` = the gateway on cores of its own "
+            f"({_isolated_split(report)}), Triton and the load generator on the others "
             "in both measurements (as deployed); `shared` = everything on every core (CPU contention included)."
         ),
         "",

@@ -111,4 +111,10 @@ def test_tiny_gateway_tax_run_measures_both_paths_and_placements(tmp_path: Path)
         else:
             assert "passthrough_ratio" not in comparison
     assert (tmp_path / "bench_gateway_tiny.png").stat().st_size > 10_000
-    assert "| isolated | grpc | 4 | 2 |" in (tmp_path / "bench_gateway_tiny.md").read_text()
+    markdown = (tmp_path / "bench_gateway_tiny.md").read_text()
+    assert "| isolated | grpc | 4 | 2 |" in markdown
+    if hasattr(os, "sched_getaffinity"):  # the report says how the cores were split
+        cpus = sorted(os.sched_getaffinity(0))
+        gateway_cores = len(bench_gateway.placement_cores("isolated", cpus)[1])
+        assert report["machine"]["isolated_gateway_cores"] == gateway_cores
+        assert f"the gateway on cores of its own ({gateway_cores} of {len(cpus)})" in markdown
