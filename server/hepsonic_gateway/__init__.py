@@ -2,7 +2,8 @@
 
 One protocol-agnostic :class:`DataPlane` (auth, routing, versions and aliases, validation, admission, retries,
 provenance) and two thin adapters over it: the FastAPI REST app and the grpcio ``inference.GRPCInferenceService``.
-:class:`Rollouts` moves a model to a new version with zero downtime. See docs/gateway.md.
+:class:`Rollouts` moves a model to a new version with zero downtime, on every gateway replica
+(:class:`PeerGateways`). See docs/gateway.md.
 """
 
 from ._auth import ApiKeySpec, KeysFile, KeyStore, Principal, hash_key
@@ -21,6 +22,7 @@ from ._errors import (
     UpstreamError,
 )
 from ._grpc import create_grpc_server
+from ._peers import PeerGateways
 from ._rest import create_rest_app
 from ._rollout import RolloutPlan, Rollouts, RolloutStatus
 from ._routing import ModelPolicy, RoutingConfig, load_routing
@@ -42,6 +44,7 @@ __all__ = [
     "ModelSchema",
     "NotFound",
     "Overloaded",
+    "PeerGateways",
     "PermissionDenied",
     "Principal",
     "RolloutPlan",

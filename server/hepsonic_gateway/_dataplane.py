@@ -38,7 +38,7 @@ from ._routing import ModelPolicy, RoutingConfig, load_routing
 from ._upstream import Pool, Replica
 from ._validation import ModelSchema, TensorHeader, check_request
 
-__all__ = ["DataPlane", "ReplicaUnreachable", "RouteOverride", "Target", "new_request_id"]
+__all__ = ["GATEWAY_ID", "DataPlane", "ReplicaUnreachable", "RouteOverride", "Target", "new_request_id"]
 
 log = logging.getLogger("hepsonic.gateway")
 T = TypeVar("T")
@@ -52,7 +52,8 @@ _POLICY_CACHE_LIMIT = 4096
 _CHECKED_MEMO_SIZE = 4096
 #: How long a replaced pool may wait for its last requests before it is closed anyway.
 _RETIRE_TIMEOUT_S = 120.0
-_REQUEST_ID_PREFIX = os.urandom(6).hex()
+#: This gateway process's identity: the prefix of its request ids, and how it recognises itself among its peers.
+GATEWAY_ID = os.urandom(6).hex()
 _REQUEST_COUNTER = itertools.count(1)
 
 
@@ -61,7 +62,7 @@ def new_request_id() -> str:
 
     (A uuid4 per request costs several times more, on the hot path of every request.)
     """
-    return f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_COUNTER):x}"
+    return f"{GATEWAY_ID}-{next(_REQUEST_COUNTER):x}"
 
 
 class ReplicaUnreachable(Exception):
@@ -379,6 +380,7 @@ class DataPlane:
                 },
             }
         return {
+            "gateway": GATEWAY_ID,
             "routing_file": str(self.routing_file) if self.routing_file else None,
             "pools": {
                 name: [

@@ -46,6 +46,7 @@ from ._errors import (
     Unavailable,
     UpstreamError,
 )
+from ._peers import PeerGateways
 from ._rollout import RolloutPlan, Rollouts
 from ._upstream import Replica
 from ._validation import parse_http_request
@@ -240,9 +241,14 @@ _INFER_BODY: dict[str, Any] = {
 }
 
 
-def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> FastAPI:
-    """The FastAPI app of the gateway. With ``manage_lifecycle`` it starts and closes the data plane."""
-    rollouts = Rollouts(dataplane)
+def create_rest_app(
+    dataplane: DataPlane, *, manage_lifecycle: bool = True, peers: PeerGateways | None = None
+) -> FastAPI:
+    """The FastAPI app of the gateway. With ``manage_lifecycle`` it starts and closes the data plane.
+
+    ``peers`` are the other gateway replicas that rollouts move in step with this one.
+    """
+    rollouts = Rollouts(dataplane, peers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -497,7 +503,9 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
         return {"model": model, "override": False}
 
     @app.post("/admin/models/{model}/rollout", tags=["admin"], status_code=202)
-    async def start_rollout(model: str, body: RolloutRequest, _admin: AdminDep) -> dict[str, Any]:
+    async def start_rollout(
+        model: str, body: RolloutRequest, request: Request, _admin: AdminDep
+    ) -> dict[str, Any]:
         """Start a zero-downtime rollout (load, warm up, shift the alias step by step, drain, unload)."""
         plan = RolloutPlan(
             model=model,
@@ -507,7 +515,7 @@ def create_rest_app(dataplane: DataPlane, *, manage_lifecycle: bool = True) -> F
             drain_timeout_s=body.drain_timeout_s,
             unload_old=body.unload_old,
         )
-        return rollouts.start(plan).as_dict()
+        return rollouts.start(plan, authorization=request.headers.get("authorization")).as_dict()
 
     @app.get("/admin/models/{model}/rollout", tags=["admin"])
     async def rollout_status(model: str, _admin: AdminDep) -> dict[str, Any]:

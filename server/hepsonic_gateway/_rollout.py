@@ -11,8 +11,8 @@
 
 The alias/split state lives in the gateway's memory (a :class:`RouteOverride`), is reported by
 ``GET /admin/routes`` and survives routing-file reloads; write the outcome into the routing file to keep it
-across restarts. With several gateway replicas, run the rollout on one and set the same route on the others
-(``PUT /admin/models/{m}/route``), or roll out through the routing file.
+across restarts. With several gateway replicas (``HEPSONIC_PEERS``, see :mod:`._peers`), every shift is made on
+the peers too, and the drain waits for the old version's requests on all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from ._dataplane import DataPlane, RouteOverride, Target
 from ._errors import Conflict, GatewayError, InvalidRequest, NotFound, Unavailable
+from ._peers import PeerGateways, PeerSession
 from ._upstream import Replica
 
 __all__ = ["RolloutPlan", "RolloutStatus", "Rollouts"]
@@ -93,19 +94,26 @@ class RolloutStatus:
 class Rollouts:
     """Runs at most one rollout per model at a time, in the background, on a :class:`DataPlane`."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, peers: PeerGateways | None = None) -> None:
         self.plane = plane
+        #: The other gateway replicas every shift is made on as well.
+        self.peers = peers
         self._status: dict[str, RolloutStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, plan: RolloutPlan) -> RolloutStatus:
-        """Start ``plan`` (:class:`Conflict` when one already runs for the model)."""
+    def start(self, plan: RolloutPlan, *, authorization: str | None = None) -> RolloutStatus:
+        """Start ``plan`` (:class:`Conflict` when one already runs for the model).
+
+        ``authorization`` (the operator's ``Authorization`` header) is what the peers are driven with.
+        """
         self.plane.policy(plan.model)  # NotFound for unrouted models, before anything starts
         running = self._status.get(plan.model)
         if running is not None and running.state == "running":
             raise Conflict(f"a rollout of {plan.model!r} to version {running.to_version} is already running")
         status = self._status[plan.model] = RolloutStatus(model=plan.model, to_version=plan.to_version)
-        self._tasks[plan.model] = asyncio.create_task(self._run(plan, status), name=f"rollout-{plan.model}")
+        self._tasks[plan.model] = asyncio.create_task(
+            self._run(plan, status, authorization), name=f"rollout-{plan.model}"
+        )
         return status
 
     def status(self, model: str) -> RolloutStatus:
@@ -128,10 +136,14 @@ class Rollouts:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def _run(self, plan: RolloutPlan, status: RolloutStatus) -> None:
+    async def _run(self, plan: RolloutPlan, status: RolloutStatus, authorization: str | None) -> None:
         plane = self.plane
+        peers: PeerSession | None = None
         try:
-            await self._steps(plane, plan, status)
+            if self.peers is not None and self.peers.entries:
+                peers = await self.peers.connect(authorization)
+                status.event("peers", gateways=list(peers.urls))
+            await self._steps(plane, plan, status, peers)
         except GatewayError as exc:
             status.state, status.error = "failed", exc.message
             status.event("failed", error=exc.message)
@@ -143,8 +155,12 @@ class Rollouts:
             status.event("done")
         finally:
             plane.metrics.rollout_step.labels(plan.model).set(status.percent)
+            if peers is not None:
+                await peers.aclose()
 
-    async def _steps(self, plane: DataPlane, plan: RolloutPlan, status: RolloutStatus) -> None:
+    async def _steps(
+        self, plane: DataPlane, plan: RolloutPlan, status: RolloutStatus, peers: PeerSession | None
+    ) -> None:
         model, new = plan.model, plan.to_version
         policy = plane.policy(model)
         pool = plane.pools[policy.pool]
@@ -217,6 +233,8 @@ class Rollouts:
                 aliases.update({plan.stable_alias: new, plan.canary_alias: new})
                 split = {}
             plane.set_route(model, RouteOverride(aliases=aliases, split=split))
+            if peers is not None:
+                await peers.set_route(model, aliases, split)
             status.percent = percent
             plane.metrics.rollout_step.labels(model).set(percent)
             status.event("shifted", percent=percent)
@@ -227,9 +245,9 @@ class Rollouts:
             return
         # 4. drain the old version
         deadline = time.monotonic() + plan.drain_timeout_s
-        while plane.inflight_versions[(model, old)] and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        status.event("drained", version=old, still_inflight=plane.inflight_versions[(model, old)])
+        while (inflight := await _inflight(plane, peers, model, old)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02 if peers is None else 0.1)  # peers are asked over HTTP
+        status.event("drained", version=old, still_inflight=inflight)
 
         # 5. unload it
         await asyncio.gather(
@@ -238,6 +256,12 @@ class Rollouts:
         await pool.probe_all()
         plane.forget_schemas(model)
         status.event("unloaded", version=old)
+
+
+async def _inflight(plane: DataPlane, peers: PeerSession | None, model: str, version: int) -> int:
+    """Requests on ``version`` in flight on this gateway and its peers."""
+    here = plane.inflight_versions[(model, version)]
+    return here + (await peers.inflight(model, version) if peers is not None else 0)
 
 
 def _prod(shape: list[int]) -> int:

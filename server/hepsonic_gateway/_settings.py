@@ -11,6 +11,7 @@ from pydantic import Field, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._auth import KeyStore
+from ._peers import parse_peer
 from ._routing import load_routing
 
 __all__ = ["Settings"]
@@ -42,11 +43,22 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: ``auto``: uvloop when installed.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    #: The other gateway replicas, whose run-time routes a rollout moves in step: comma-separated ``host:port``
+    #: of their HTTP fronts (or ``http(s)://host:port``); a name with several addresses (a headless Service)
+    #: means each of them, and this gateway skips itself.
+    peers: str = ""
+
+    @property
+    def peer_entries(self) -> list[str]:
+        """``peers`` as a list of entries."""
+        return [entry.strip() for entry in self.peers.split(",") if entry.strip()]
 
     @model_validator(mode="after")
     def _refuse_unsafe_settings(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both HEPSONIC_TLS_CERT_FILE and HEPSONIC_TLS_KEY_FILE, or neither")
+        for entry in self.peer_entries:
+            parse_peer(entry)  # a typo must stop the start-up, not the first rollout
         for path in (self.routing_file, self.api_keys_file, self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} does not exist")

@@ -31,6 +31,7 @@ from ._auth import KeyStore, hash_key
 from ._dataplane import DataPlane
 from ._grpc import create_grpc_server
 from ._metrics import Metrics
+from ._peers import PeerGateways
 from ._rest import create_rest_app
 from ._routing import RoutingConfig, load_routing
 from ._settings import Settings
@@ -117,7 +118,15 @@ async def serve(settings: Settings) -> None:
         max_message_bytes=settings.max_message_bytes,
     )
     config = uvicorn.Config(
-        create_rest_app(plane, manage_lifecycle=False),
+        create_rest_app(
+            plane,
+            manage_lifecycle=False,
+            peers=(
+                PeerGateways(settings.peer_entries, own_certificate=settings.tls_cert_file)
+                if settings.peer_entries
+                else None
+            ),
+        ),
         host=settings.gateway_host,
         port=settings.gateway_http_port,
         log_config=None,

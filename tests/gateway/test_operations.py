@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from hepsonic_gateway import PeerGateways, Unavailable
 from hepsonic_gateway.cli import main as gateway_main
 from hepsonic_triton import PortInUseError
 from hepsonic_triton import _server as triton_server_module
@@ -204,6 +206,22 @@ def test_tls_on_both_fronts(cluster: Cluster) -> None:
         with grpc.secure_channel(gateway.grpc, credentials) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
             assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live
+
+        # A rollout reaches TLS peers pinned to the replicas' shared certificate; any other one is refused.
+        async def peers(certificate: Path) -> list[str]:
+            found = PeerGateways([f"https://{gateway.http}"], own_certificate=certificate)
+            session = await found.connect(bearer("admin")["authorization"])
+            try:
+                return session.urls
+            finally:
+                await session.aclose()
+
+        assert asyncio.run(peers(cert)) == [gateway.url]
+        stranger = cluster.workdir / "stranger"
+        stranger.mkdir(exist_ok=True)
+        _, other = _self_signed(stranger)
+        with pytest.raises(Unavailable, match=r"gateway peer https://127\.0\.0\.1:\d+ did not answer"):
+            asyncio.run(peers(other))
     finally:
         gateway.stop()
 
@@ -241,12 +259,23 @@ def _index(triton: Any) -> set[tuple[str, str]]:
 
 
 def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
+    """Two gateway replicas; the rollout is started on one and moves the other (its peer) in step."""
     models = {"*": {"pool": "default"}, "toyroll": {"pool": "default", "aliases": {"stable": 1}}}
     routing = cluster.write_routing(cluster.workdir / "routing-rollout.yaml", models=models)
-    gateway = cluster.gateway("rollout", routing=routing).start()
+    gateway = cluster.gateway("rollout", routing=routing)
+    peer = cluster.gateway("rollout-peer", routing=routing)
+    # Every replica may get the same list: the gateway finds itself in it and skips itself.
+    gateway.env["HEPSONIC_PEERS"] = f"{gateway.http},{peer.http}"
+    gateway.start()
+    peer.start()
     try:
         assert all(("toyroll", "2") not in _index(t) for t in cluster.tritons)
-        with Traffic(gateway.url, gateway.grpc, model="toyroll", key="admin") as traffic:
+        with (
+            Traffic(gateway.url, gateway.grpc, model="toyroll", key="admin") as traffic,
+            # The peer's clients ask for the stable alias: had the peer not moved, it would still send them
+            # to version 1 after the rollout unloaded it.
+            Traffic(peer.url, peer.grpc, model="toyroll", version="stable", key="admin") as peer_traffic,
+        ):
             time.sleep(0.5)
             env = {**os.environ, "HEPSONIC_API_KEY": KEYS["admin"]}
             command = [sys.executable, "-m", "hepsonic_gateway", "rollout", "toyroll", "--to", "2"]
@@ -256,14 +285,18 @@ def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         for step in ("loaded", "warmed_up", "shifted", "drained", "unloaded", "rollout done"):
             assert step in done.stdout, done.stdout
-        assert traffic.failures == [], traffic.failures[:5]
-        assert traffic.versions["1"] > 0, traffic.versions
-        assert traffic.versions["2"] > 0, traffic.versions
-        assert KEYS["admin"] not in gateway.log_text()
-        routes = _routes(gateway, "admin")["models"]["toyroll"]
-        assert routes["aliases"]["stable"] == 2
-        assert routes["override"] is True
-        assert routes["served_versions"] == [2]
+        assert f"gateways=['http://127.0.0.1:{peer.http_port}']" in done.stdout, done.stdout
+        for seen in (traffic, peer_traffic):
+            assert seen.failures == [], seen.failures[:5]
+            assert seen.versions["1"] > 0, seen.versions
+            assert seen.versions["2"] > 0, seen.versions
+        for replica in (gateway, peer):
+            assert KEYS["admin"] not in replica.log_text()
+            routes = _routes(replica, "admin")["models"]["toyroll"]
+            assert routes["aliases"]["stable"] == 2
+            assert routes["split"] == {}
+            assert routes["override"] is True
+            assert routes["served_versions"] == [2]
         for triton in cluster.tritons:
             assert ("toyroll", "2") in _index(triton)
             assert ("toyroll", "1") not in _index(triton)
@@ -287,6 +320,7 @@ def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
             assert "already" in status["error"]
     finally:
         gateway.stop()
+        peer.stop()
 
 
 def _check_port_reusable(host: str, port: int, what: str) -> None:

@@ -36,8 +36,9 @@ from hepsonic_gateway import (
     hash_key,
     parse_http_request,
 )
-from hepsonic_gateway._dataplane import ReplicaUnreachable
+from hepsonic_gateway._dataplane import GATEWAY_ID, ReplicaUnreachable
 from hepsonic_gateway._grpc import code_of
+from hepsonic_gateway._peers import PeerGateways, PeerSession, parse_peer
 from hepsonic_gateway._rest import status_of
 from hepsonic_gateway._upstream import Replica
 
@@ -334,6 +335,47 @@ def test_settings_refuse_unsafe_production(tmp_path: Path, monkeypatch: pytest.M
     broken.write_text("pools: {}\nmodels: {m: {pool: gpu}}\n")
     with pytest.raises(ValidationError, match="unknown pool"):
         Settings(routing_file=broken)
+
+
+def test_peer_entries_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEPSONIC_PEERS", raising=False)
+    assert parse_peer("gw-peers.ns.svc:8080") == ("http", "gw-peers.ns.svc", 8080)
+    assert parse_peer(" https://gw-1.example.org:8443 ") == ("https", "gw-1.example.org", 8443)
+    assert parse_peer("http://[::1]:8080") == ("http", "::1", 8080)
+    assert Settings(peers="a:1, b:2,").peer_entries == ["a:1", "b:2"]
+    for bad, reason in (
+        ("gw-peers", "needs a port"),
+        ("gw:http", "needs a port"),
+        ("ftp://gw:21", "expected host:port"),
+        ("http://gw:8080/admin", "expected host:port"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            parse_peer(bad)
+        with pytest.raises(ValidationError, match=reason):
+            Settings(peers=f"ok:1,{bad}")
+
+
+def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer list may name every replica, this one included; unresolvable names fail the rollout clearly."""
+
+    async def check() -> None:
+        seen: list[str] = []
+
+        async def routes(self: PeerSession, url: str) -> dict[str, Any]:
+            seen.append(url)
+            return {"gateway": GATEWAY_ID if url.endswith(":1") else "someone-else"}
+
+        monkeypatch.setattr(PeerSession, "routes", routes)
+        session = await PeerGateways(["127.0.0.1:1", "127.0.0.1:2", "https://127.0.0.1:3"]).connect(None)
+        try:
+            assert session.urls == ["http://127.0.0.1:2", "https://127.0.0.1:3"]
+            assert seen == ["http://127.0.0.1:1", *session.urls]
+        finally:
+            await session.aclose()
+        with pytest.raises(Unavailable, match=r"gateway peer no-such-host\.invalid:80 does not resolve"):
+            await PeerGateways(["no-such-host.invalid:80"]).connect(None)
+
+    _run(check())
 
 
 def test_validation_messages_name_model_input_expected_and_got() -> None:
