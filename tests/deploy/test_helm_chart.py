@@ -272,6 +272,24 @@ def test_gateway_discovers_triton_pods_through_the_headless_service(render: Rend
     assert secret_volume["secret"]["secretName"] == "keys"
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_gateway_replicas_find_each_other_for_rollouts(tls: bool, render: Render) -> None:
+    """A rollout started through the Service lands on one gateway pod; it must reach the others (peers)."""
+    values = with_values(**{"gateway.tls": {"enabled": True, "existingSecret": "tls"}}) if tls else MINIMAL
+    objects = manifests(render(values))
+    peers = find(objects, "Service", "-gateway-peers")
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["selector"] == find(objects, "Service", "-gateway")["spec"]["selector"]
+    assert [(p["port"], p["targetPort"]) for p in peers["spec"]["ports"]] == [(8080, "http")]
+    gateway = find(objects, "Deployment", "-gateway")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+    host = f"{peers['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+    assert env["HEPSONIC_PEERS"] == (f"https://{host}:8080" if tls else f"{host}:8080")
+    gateway_package = pytest.importorskip("hepsonic_gateway")
+    parsed = gateway_package.PeerGateways([env["HEPSONIC_PEERS"]]).entries
+    assert parsed == [("https" if tls else "http", host, 8080)]
+
+
 def test_inline_api_keys_become_a_secret(render: Render) -> None:
     digest = "ab" * 32
     values = with_values(

@@ -19,6 +19,7 @@
 {{- define "hepsonic.triton.fullname" -}}{{ include "hepsonic.fullname" . }}-triton{{- end -}}
 {{- define "hepsonic.triton.headless" -}}{{ include "hepsonic.fullname" . }}-triton-headless{{- end -}}
 {{- define "hepsonic.gateway.fullname" -}}{{ include "hepsonic.fullname" . }}-gateway{{- end -}}
+{{- define "hepsonic.gateway.peers" -}}{{ include "hepsonic.fullname" . }}-gateway-peers{{- end -}}
 
 {{- define "hepsonic.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -31,6 +32,11 @@
 {{/* The in-cluster DNS name of the headless Triton Service: one A record per ready Triton pod. */}}
 {{- define "hepsonic.triton.headlessHost" -}}
 {{- printf "%s.%s.svc.cluster.local" (include "hepsonic.triton.headless" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* HEPSONIC_PEERS of every gateway pod: the headless peers Service, one A record per ready gateway pod. */}}
+{{- define "hepsonic.gateway.peersAddress" -}}
+{{- printf "%s%s.%s.svc.cluster.local:%d" (ternary "https://" "" .Values.gateway.tls.enabled) (include "hepsonic.gateway.peers" .) .Release.Namespace (int .Values.gateway.service.httpPort) -}}
 {{- end -}}
 
 {{/* Labels ---------------------------------------------------------------------------------------- */}}
