@@ -4,7 +4,7 @@ Run-time routes live in each gateway's memory, so with several gateway replicas 
 started on one of them must shift the same aliases and split on the others, and must not unload the old version
 while any of them still has requests on it. ``HEPSONIC_PEERS`` names them: ``host:port`` entries (http) or
 ``http(s)://host:port``; a name that resolves to several addresses (a Kubernetes headless Service) means each
-of them. A gateway recognises itself among them by its :data:`GATEWAY_ID` (reported by ``GET /admin/routes``)
+of them. A gateway recognises itself among them by its id (``GATEWAY_ID``, reported by ``GET /admin/routes``)
 and skips itself, so every replica can be given the same list.
 
 Peers are driven through their admin API with the key of the operator who started the rollout (kept in
@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._dataplane import GATEWAY_ID
 from ._errors import Unavailable
 
 __all__ = ["PeerGateways", "PeerSession", "parse_peer"]
@@ -49,13 +48,20 @@ def parse_peer(entry: str) -> tuple[str, str, int]:
 class PeerGateways:
     """The configured peers; :meth:`connect` finds the ones that are up for one rollout.
 
+    ``self_id``: this gateway's id (the ``gateway`` of its ``GET /admin/routes``), to skip itself.
     ``own_certificate``: this gateway's TLS certificate (PEM), the one https peers must present.
     """
 
     def __init__(
-        self, entries: Sequence[str], *, own_certificate: Path | None = None, timeout_s: float = 5.0
+        self,
+        entries: Sequence[str],
+        *,
+        self_id: str,
+        own_certificate: Path | None = None,
+        timeout_s: float = 5.0,
     ) -> None:
         self.entries = [parse_peer(entry) for entry in entries if entry.strip()]
+        self.self_id = self_id
         self.own_certificate = own_certificate
         self.timeout_s = timeout_s
 
@@ -90,7 +96,7 @@ class PeerGateways:
             for url, host in (await self._addresses()).items():
                 session.hosts[url] = host
                 routes = await session.routes(url)
-                if routes.get("gateway") != GATEWAY_ID:
+                if routes.get("gateway") != self.self_id:
                     session.urls.append(url)
         except BaseException:
             await session.aclose()

@@ -28,7 +28,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from ._auth import KeyStore, hash_key
-from ._dataplane import DataPlane
+from ._dataplane import GATEWAY_ID, DataPlane
 from ._grpc import create_grpc_server
 from ._metrics import Metrics
 from ._peers import PeerGateways
@@ -122,7 +122,9 @@ async def serve(settings: Settings) -> None:
             plane,
             manage_lifecycle=False,
             peers=(
-                PeerGateways(settings.peer_entries, own_certificate=settings.tls_cert_file)
+                PeerGateways(
+                    settings.peer_entries, self_id=GATEWAY_ID, own_certificate=settings.tls_cert_file
+                )
                 if settings.peer_entries
                 else None
             ),

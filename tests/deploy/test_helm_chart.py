@@ -286,7 +286,7 @@ def test_gateway_replicas_find_each_other_for_rollouts(tls: bool, render: Render
     host = f"{peers['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
     assert env["HEPSONIC_PEERS"] == (f"https://{host}:8080" if tls else f"{host}:8080")
     gateway_package = pytest.importorskip("hepsonic_gateway")
-    parsed = gateway_package.PeerGateways([env["HEPSONIC_PEERS"]]).entries
+    parsed = gateway_package.PeerGateways([env["HEPSONIC_PEERS"]], self_id="").entries
     assert parsed == [("https" if tls else "http", host, 8080)]
 
 

@@ -209,7 +209,9 @@ def test_tls_on_both_fronts(cluster: Cluster) -> None:
 
         # A rollout reaches TLS peers pinned to the replicas' shared certificate; any other one is refused.
         async def peers(certificate: Path) -> list[str]:
-            found = PeerGateways([f"https://{gateway.http}"], own_certificate=certificate)
+            found = PeerGateways(
+                [f"https://{gateway.http}"], self_id="this-test", own_certificate=certificate
+            )
             session = await found.connect(bearer("admin")["authorization"])
             try:
                 return session.urls

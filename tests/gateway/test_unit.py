@@ -366,14 +366,16 @@ def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch)
             return {"gateway": GATEWAY_ID if url.endswith(":1") else "someone-else"}
 
         monkeypatch.setattr(PeerSession, "routes", routes)
-        session = await PeerGateways(["127.0.0.1:1", "127.0.0.1:2", "https://127.0.0.1:3"]).connect(None)
+        session = await PeerGateways(
+            ["127.0.0.1:1", "127.0.0.1:2", "https://127.0.0.1:3"], self_id=GATEWAY_ID
+        ).connect(None)
         try:
             assert session.urls == ["http://127.0.0.1:2", "https://127.0.0.1:3"]
             assert seen == ["http://127.0.0.1:1", *session.urls]
         finally:
             await session.aclose()
         with pytest.raises(Unavailable, match=r"gateway peer no-such-host\.invalid:80 does not resolve"):
-            await PeerGateways(["no-such-host.invalid:80"]).connect(None)
+            await PeerGateways(["no-such-host.invalid:80"], self_id=GATEWAY_ID).connect(None)
 
     _run(check())
 
