@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+
+from hepsonic_gateway import RoutingConfig
 
 from ..conftest import REPO_ROOT, Stack
 
@@ -74,3 +78,12 @@ def test_readme_reconstruction_job(stack: Stack, tmp_path: Path) -> None:
     assert (tmp_path / "reco.parquet").is_file()
     assert (tmp_path / "reco_local.parquet").is_file()
     assert "events/s" in result.stdout + result.stderr
+
+
+def test_readme_routing_file_example_loads_in_the_gateway() -> None:
+    (block,) = _blocks("yaml")
+    routing = RoutingConfig.model_validate(yaml.safe_load(textwrap.dedent(block)))
+    ringer = routing.models["ringer"]
+    assert ringer.aliases == {"stable": 1, "canary": 2}
+    assert ringer.split == {"stable": 90.0, "canary": 10.0}
+    assert len(routing.pools["default"].endpoints) == 2
