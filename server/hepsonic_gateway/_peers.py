@@ -65,7 +65,7 @@ class PeerGateways:
         self.own_certificate = own_certificate
         self.timeout_s = timeout_s
 
-    async def _addresses(self) -> dict[str, str]:
+    async def addresses(self) -> dict[str, str]:
         """Every peer address as a base URL, with the host name its certificate is checked against."""
         loop = asyncio.get_running_loop()
         urls: dict[str, str] = {}
@@ -90,14 +90,11 @@ class PeerGateways:
     async def connect(self, authorization: str | None) -> PeerSession:
         """The reachable peers other than this gateway; Unavailable names any that does not answer."""
         headers = {"authorization": authorization} if authorization else {}
-        client = httpx.AsyncClient(headers=headers, timeout=self.timeout_s, verify=self._verify())
-        session = PeerSession(client, {})
+        session = PeerSession(
+            self, httpx.AsyncClient(headers=headers, timeout=self.timeout_s, verify=self._verify())
+        )
         try:
-            for url, host in (await self._addresses()).items():
-                session.hosts[url] = host
-                routes = await session.routes(url)
-                if routes.get("gateway") != self.self_id:
-                    session.urls.append(url)
+            await session.refresh()
         except BaseException:
             await session.aclose()
             raise
@@ -107,12 +104,25 @@ class PeerGateways:
 class PeerSession:
     """The peers of one rollout, with the operator's credentials."""
 
-    def __init__(self, client: httpx.AsyncClient, hosts: dict[str, str]) -> None:
+    def __init__(self, gateways: PeerGateways, client: httpx.AsyncClient) -> None:
+        self.gateways = gateways
         self.client = client
         #: Host name of each peer address (sent as SNI over https).
-        self.hosts = hosts
+        self.hosts: dict[str, str] = {}
         #: The peers other than this gateway.
         self.urls: list[str] = []
+
+    async def refresh(self) -> bool:
+        """Look the peers up again (pods come and go during a rollout); whether the set changed."""
+        self.hosts = await self.gateways.addresses()
+        reports = await asyncio.gather(*(self.routes(url) for url in self.hosts))
+        urls = [
+            url
+            for url, report in zip(self.hosts, reports, strict=True)
+            if report.get("gateway") != self.gateways.self_id
+        ]
+        changed, self.urls = urls != self.urls, urls
+        return changed
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         base = _base(url)

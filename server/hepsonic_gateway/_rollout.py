@@ -234,6 +234,7 @@ class Rollouts:
                 split = {}
             plane.set_route(model, RouteOverride(aliases=aliases, split=split))
             if peers is not None:
+                await _refresh(peers, status)
                 await peers.set_route(model, aliases, split)
             status.percent = percent
             plane.metrics.rollout_step.labels(model).set(percent)
@@ -244,6 +245,8 @@ class Rollouts:
         if old is None or not plan.unload_old:
             return
         # 4. drain the old version
+        if peers is not None:
+            await _refresh(peers, status)
         deadline = time.monotonic() + plan.drain_timeout_s
         while (inflight := await _inflight(plane, peers, model, old)) and time.monotonic() < deadline:
             await asyncio.sleep(0.02 if peers is None else 0.1)  # peers are asked over HTTP
@@ -256,6 +259,12 @@ class Rollouts:
         await pool.probe_all()
         plane.forget_schemas(model)
         status.event("unloaded", version=old)
+
+
+async def _refresh(peers: PeerSession, status: RolloutStatus) -> None:
+    """Look the peers up again: a gateway pod that joined since gets the next shift too."""
+    if await peers.refresh():
+        status.event("peers", gateways=list(peers.urls))
 
 
 async def _inflight(plane: DataPlane, peers: PeerSession | None, model: str, version: int) -> int:

@@ -356,7 +356,8 @@ def test_peer_entries_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The peer list may name every replica, this one included; unresolvable names fail the rollout clearly."""
+    """The peer list may name every replica, this one included, and is looked up again as pods come and go;
+    unresolvable names fail the rollout clearly."""
 
     async def check() -> None:
         seen: list[str] = []
@@ -372,6 +373,11 @@ def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch)
         try:
             assert session.urls == ["http://127.0.0.1:2", "https://127.0.0.1:3"]
             assert seen == ["http://127.0.0.1:1", *session.urls]
+            assert session.hosts["https://127.0.0.1:3"] == "127.0.0.1"  # the name its certificate must bear
+            assert await session.refresh() is False
+            session.gateways.entries.append(("http", "127.0.0.1", 4))  # a gateway pod joined
+            assert await session.refresh() is True
+            assert session.urls[-1] == "http://127.0.0.1:4"
         finally:
             await session.aclose()
         with pytest.raises(Unavailable, match=r"gateway peer no-such-host\.invalid:80 does not resolve"):
