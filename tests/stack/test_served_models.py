@@ -7,6 +7,7 @@ and the gateway over HTTP (JSON tensors and binary tensors) and over gRPC, with 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import re
 import time
@@ -201,24 +202,29 @@ def test_concurrent_grpc_requests_through_the_gateway_each_get_their_own_rows(
     """The gateway merges concurrent gRPC requests of a dynamically batched model into one call to Triton and
     slices the answer back: every request, whatever its batch size, gets exactly its own rows of every output."""
     requests = [_inputs(entry, 1 + index % 4, seed=100 + index) for index in range(24)]
-    before = _merged(stack.gateway_http, entry.name)
-    client = grpcclient.InferenceServerClient(stack.gateway_grpc)  # one connection, shared by the threads
-    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(lambda inputs: _infer_grpc(client, entry, version, inputs), requests))
-    client.close()
-    for index, (inputs, outputs) in enumerate(zip(requests, answers, strict=True)):
-        for name, reference in _reference(entry, version, inputs).items():
-            assert outputs[name].shape == reference.shape, (index, name)
-            np.testing.assert_allclose(
-                outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"request {index} {name}"
-            )
-    after = _merged(stack.gateway_http, entry.name)
-    if entry.config.HasField("dynamic_batching"):
+    # Whether requests overlap at the gateway depends on the machine's timing (a busy one may serialise the
+    # client threads): up to three rounds, each checked in full, and at least one of them must merge.
+    merged_in: list[float] = []
+    for _round in range(3):
+        before = _merged(stack.gateway_http, entry.name)
+        client = grpcclient.InferenceServerClient(stack.gateway_grpc)  # one connection, shared by the threads
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(functools.partial(_infer_grpc, client, entry, version), requests))
+        client.close()
+        for index, (inputs, outputs) in enumerate(zip(requests, answers, strict=True)):
+            for name, reference in _reference(entry, version, inputs).items():
+                assert outputs[name].shape == reference.shape, (index, name)
+                np.testing.assert_allclose(
+                    outputs[name], reference, rtol=RTOL, atol=ATOL, err_msg=f"request {index} {name}"
+                )
+        after = _merged(stack.gateway_http, entry.name)
+        if not entry.config.HasField("dynamic_batching"):
+            return
         assert after[0] - before[0] == len(requests), "each request went upstream once"
-        calls = after[1] - before[1]
-        assert calls < len(requests), (
-            f"{len(requests)} concurrent requests in {calls} upstream calls: none merged"
-        )
+        merged_in.append(after[1] - before[1])
+        if merged_in[-1] < len(requests):
+            return
+    raise AssertionError(f"{len(requests)} concurrent requests in {merged_in} upstream calls: none merged")
 
 
 @pytest.mark.parametrize("front", ["triton-grpc", "gateway-http", "gateway-grpc"])
