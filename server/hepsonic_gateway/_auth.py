@@ -116,25 +116,31 @@ class Principal:
 
 #: Who every request acts as when auth is off (development only).
 ANONYMOUS = Principal(name="anonymous", admin=True)
+#: The principal gateway replicas act as among themselves (their shared key: ``HEPSONIC_PEER_KEY_FILE``).
+PEERS = Principal(name="gateway-peers", admin=True)
 
 
 class KeyStore:
     """The API keys, indexed by digest. ``authenticate`` turns an ``Authorization`` value into a principal."""
 
-    def __init__(self, keys: KeysFile) -> None:
+    def __init__(self, keys: KeysFile, *, peer_key_sha256: str | None = None) -> None:
         self.keys = keys
+        #: Digest of the key the gateway replicas share (acts as :data:`PEERS`), kept across reloads.
+        self.peer_key_sha256 = peer_key_sha256
         self._by_digest = {
             key.sha256: Principal(name=key.name, models=key.models, versions=key.versions, admin=key.admin)
             for key in keys.keys
         }
+        if peer_key_sha256 is not None:
+            self._by_digest.setdefault(peer_key_sha256, PEERS)
 
     @classmethod
-    def from_file(cls, path: Path) -> KeyStore:
+    def from_file(cls, path: Path, *, peer_key_sha256: str | None = None) -> KeyStore:
         """Read and validate a keys file (``ValueError``/``pydantic.ValidationError`` say what is wrong)."""
         data = yaml.safe_load(path.read_text())
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a keys file is a YAML mapping with a `keys` list")  # noqa: TRY004
-        return cls(KeysFile.model_validate(data))
+        return cls(KeysFile.model_validate(data), peer_key_sha256=peer_key_sha256)
 
     def well_known_keys(self) -> list[str]:
         """Names of keys whose secret is one of :data:`WELL_KNOWN_KEYS` (refused in production)."""

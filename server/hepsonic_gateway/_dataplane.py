@@ -216,7 +216,13 @@ class DataPlane:
             self._mtimes = self._file_mtimes()
             try:
                 config = load_routing(self.routing_file) if self.routing_file else self.routing
-                keys = KeyStore.from_file(self.keys_file) if self.keys_file else self.keys
+                keys = (
+                    KeyStore.from_file(
+                        self.keys_file, peer_key_sha256=self.keys.peer_key_sha256 if self.keys else None
+                    )
+                    if self.keys_file
+                    else self.keys
+                )
             except Exception:
                 self.metrics.reloads.labels("error").inc()
                 raise

@@ -7,8 +7,11 @@ while any of them still has requests on it. ``HEPSONIC_PEERS`` names them: ``hos
 of them. A gateway recognises itself among them by its id (``GATEWAY_ID``, reported by ``GET /admin/routes``)
 and skips itself, so every replica can be given the same list.
 
-Peers are driven through their admin API with the key of the operator who started the rollout (kept in
-memory for the rollout's duration, never logged). Over https, a gateway that serves TLS itself trusts exactly
+Peers are driven through their admin API with the key the replicas share (``HEPSONIC_PEER_KEY_FILE``; it
+acts as the admin principal ``gateway-peers``), or else with the key of the operator who started the rollout
+(kept in memory for the rollout's duration). Keys are never logged. With the shared key a starting gateway also
+takes the run-time routes of a running peer (:meth:`._rollout.Rollouts.adopt_peer_routes`), so a pod that
+replaces another after a rollout serves the rollout's outcome, not the routing file's older one. Over https, a gateway that serves TLS itself trusts exactly
 its own certificate (the replicas share one), so the key goes only to holders of that certificate's key;
 one without a certificate of its own checks peers against the system's trust store and the entry's host name.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +30,14 @@ import httpx
 
 from ._errors import Unavailable
 
-__all__ = ["PeerGateways", "PeerSession", "parse_peer"]
+__all__ = ["PeerDown", "PeerGateways", "PeerSession", "parse_peer"]
+
+
+class PeerDown(Unavailable):
+    """Nothing listens at a peer's address (connection refused or unreachable): a gateway that is not running.
+
+    It serves nothing, so a rollout passes it by; when it starts it takes the routes of a running peer.
+    """
 
 
 def parse_peer(entry: str) -> tuple[str, str, int]:
@@ -49,6 +59,7 @@ class PeerGateways:
     """The configured peers; :meth:`connect` finds the ones that are up for one rollout.
 
     ``self_id``: this gateway's id (the ``gateway`` of its ``GET /admin/routes``), to skip itself.
+    ``key``: the key the replicas share (``HEPSONIC_PEER_KEY_FILE``); without it, the operator's key is used.
     ``own_certificate``: this gateway's TLS certificate (PEM), the one https peers must present.
     """
 
@@ -57,11 +68,13 @@ class PeerGateways:
         entries: Sequence[str],
         *,
         self_id: str,
+        key: str | None = None,
         own_certificate: Path | None = None,
         timeout_s: float = 5.0,
     ) -> None:
         self.entries = [parse_peer(entry) for entry in entries if entry.strip()]
         self.self_id = self_id
+        self.key = key
         self.own_certificate = own_certificate
         self.timeout_s = timeout_s
 
@@ -87,8 +100,13 @@ class PeerGateways:
         context.check_hostname = False  # pinned: pod addresses are not in the certificate, and need not be
         return context
 
-    async def connect(self, authorization: str | None) -> PeerSession:
-        """The reachable peers other than this gateway; Unavailable names any that does not answer."""
+    async def connect(self, authorization: str | None = None) -> PeerSession:
+        """The reachable peers other than this gateway; Unavailable names any that does not answer.
+
+        ``authorization`` (an operator's ``Authorization`` header) is used when there is no shared ``key``.
+        """
+        if self.key is not None:
+            authorization = f"Bearer {self.key}"
         headers = {"authorization": authorization} if authorization else {}
         session = PeerSession(
             self, httpx.AsyncClient(headers=headers, timeout=self.timeout_s, verify=self._verify())
@@ -109,19 +127,25 @@ class PeerSession:
         self.client = client
         #: Host name of each peer address (sent as SNI over https).
         self.hosts: dict[str, str] = {}
-        #: The peers other than this gateway.
+        #: The running peers other than this gateway.
         self.urls: list[str] = []
+        #: Listed peers where nothing listens (see :class:`PeerDown`).
+        self.down: list[str] = []
 
     async def refresh(self) -> bool:
         """Look the peers up again (pods come and go during a rollout); whether the set changed."""
         self.hosts = await self.gateways.addresses()
-        reports = await asyncio.gather(*(self.routes(url) for url in self.hosts))
-        urls = [
-            url
-            for url, report in zip(self.hosts, reports, strict=True)
-            if report.get("gateway") != self.gateways.self_id
-        ]
-        changed, self.urls = urls != self.urls, urls
+        reports = await asyncio.gather(*(self.routes(url) for url in self.hosts), return_exceptions=True)
+        urls, down = [], []
+        for url, report in zip(self.hosts, reports, strict=True):
+            if isinstance(report, PeerDown):
+                down.append(url)
+            elif isinstance(report, BaseException):
+                raise report
+            elif report.get("gateway") != self.gateways.self_id:
+                urls.append(url)
+        changed = (urls, down) != (self.urls, self.down)
+        self.urls, self.down = urls, down
         return changed
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
@@ -130,12 +154,16 @@ class PeerSession:
             kwargs["extensions"] = {"sni_hostname": self.hosts.get(base, urlsplit(url).hostname)}
         try:
             response = await self.client.request(method, url, **kwargs)
+        except httpx.ConnectError as exc:
+            if not any(
+                isinstance(cause, ssl.SSLError) for cause in _causes(exc)
+            ):  # a bad certificate is no absence
+                raise PeerDown(f"gateway peer {base} is not running: {exc!r}") from exc
+            raise Unavailable(f"gateway peer {base} did not answer: {exc!r}") from exc
         except httpx.HTTPError as exc:
-            raise Unavailable(f"gateway peer {_base(url)} did not answer: {exc!r}") from exc
+            raise Unavailable(f"gateway peer {base} did not answer: {exc!r}") from exc
         if response.status_code != 200:
-            raise Unavailable(
-                f"gateway peer {_base(url)} answered {response.status_code}: {response.text[:300]}"
-            )
+            raise Unavailable(f"gateway peer {base} answered {response.status_code}: {response.text[:300]}")
         return response.json()
 
     async def routes(self, url: str) -> dict[str, Any]:
@@ -161,6 +189,21 @@ class PeerSession:
     async def aclose(self) -> None:
         """Close the connections (the operator's key goes with them)."""
         await self.client.aclose()
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it was raised from (causes, contexts, members of exception groups)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
 
 
 def _base(url: str) -> str:

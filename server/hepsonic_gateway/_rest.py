@@ -255,6 +255,7 @@ def create_rest_app(
         app.state.dataplane = dataplane
         if manage_lifecycle:
             await dataplane.start()
+        await rollouts.adopt_peer_routes()  # before serving: a replacement pod serves what its peers serve
         try:
             yield
         finally:

@@ -130,6 +130,45 @@ class Rollouts:
             await asyncio.shield(task)
         return self.status(model)
 
+    async def adopt_peer_routes(self) -> list[str]:
+        """Take the run-time routes of a running peer (at start-up); the models whose route was taken.
+
+        A gateway that replaces another after a rollout would otherwise serve the routing file's older aliases
+        (perhaps a version already unloaded). Needs the replicas' shared key (or auth off); a peer that cannot
+        be read leaves the routing file in force, with a warning.
+        """
+        peers = self.peers
+        if peers is None or not peers.entries or (peers.key is None and self.plane.keys is not None):
+            return []
+        try:
+            session = await peers.connect()
+            try:
+                reports = [await session.routes(url) for url in session.urls[:1]]
+            finally:
+                await session.aclose()
+        except GatewayError as exc:
+            log.warning(
+                "no run-time routes from the peers: the routing file applies", extra={"error": exc.message}
+            )
+            return []
+        taken: list[str] = []
+        # One running replica's view: a rollout in progress brings this gateway along at its next shift.
+        for report in reports:
+            for model, route in report.get("models", {}).items():
+                if not route.get("override"):
+                    continue
+                try:
+                    self.plane.set_route(model, RouteOverride(aliases=route["aliases"], split=route["split"]))
+                except (GatewayError, ValueError, KeyError) as exc:
+                    log.warning(
+                        "a peer's run-time route was not taken", extra={"model": model, "error": str(exc)}
+                    )
+                    continue
+                taken.append(model)
+        if taken:
+            log.info("run-time routes taken from a peer", extra={"models": taken})
+        return taken
+
     async def close(self) -> None:
         """Cancel running rollouts (the routes stay where they were)."""
         for task in self._tasks.values():
@@ -142,7 +181,7 @@ class Rollouts:
         try:
             if self.peers is not None and self.peers.entries:
                 peers = await self.peers.connect(authorization)
-                status.event("peers", gateways=list(peers.urls))
+                status.event("peers", gateways=list(peers.urls), not_running=list(peers.down))
             await self._steps(plane, plan, status, peers)
         except GatewayError as exc:
             status.state, status.error = "failed", exc.message
@@ -264,7 +303,7 @@ class Rollouts:
 async def _refresh(peers: PeerSession, status: RolloutStatus) -> None:
     """Look the peers up again: a gateway pod that joined since gets the next shift too."""
     if await peers.refresh():
-        status.event("peers", gateways=list(peers.urls))
+        status.event("peers", gateways=list(peers.urls), not_running=list(peers.down))
 
 
 async def _inflight(plane: DataPlane, peers: PeerSession | None, model: str, version: int) -> int:

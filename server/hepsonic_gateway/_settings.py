@@ -10,7 +10,7 @@ from typing import Literal, Self
 from pydantic import Field, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ._auth import KeyStore
+from ._auth import WELL_KNOWN_KEYS, KeyStore
 from ._peers import parse_peer
 from ._routing import load_routing
 
@@ -47,11 +47,19 @@ class Settings(BaseSettings):
     #: of their HTTP fronts (or ``http(s)://host:port``); a name with several addresses (a headless Service)
     #: means each of them, and this gateway skips itself.
     peers: str = ""
+    #: A file holding the key the gateway replicas use with each other (admin scope; the same on every replica):
+    #: rollouts drive the peers with it, and a starting gateway reads their run-time routes with it.
+    peer_key_file: Path | None = None
 
     @property
     def peer_entries(self) -> list[str]:
         """``peers`` as a list of entries."""
         return [entry.strip() for entry in self.peers.split(",") if entry.strip()]
+
+    @property
+    def peer_key(self) -> str | None:
+        """The key in ``peer_key_file`` (None without one)."""
+        return self.peer_key_file.read_text().strip() if self.peer_key_file is not None else None
 
     @model_validator(mode="after")
     def _refuse_unsafe_settings(self) -> Self:
@@ -59,9 +67,20 @@ class Settings(BaseSettings):
             raise ValueError("set both HEPSONIC_TLS_CERT_FILE and HEPSONIC_TLS_KEY_FILE, or neither")
         for entry in self.peer_entries:
             parse_peer(entry)  # a typo must stop the start-up, not the first rollout
-        for path in (self.routing_file, self.api_keys_file, self.tls_cert_file, self.tls_key_file):
+        for path in (
+            self.routing_file,
+            self.api_keys_file,
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.peer_key_file,
+        ):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} does not exist")
+        peer_key = self.peer_key
+        if peer_key is not None and (len(peer_key) < 16 or peer_key in WELL_KNOWN_KEYS):
+            raise ValueError(
+                f"{self.peer_key_file}: the peer key must be a random secret of 16 characters or more"
+            )
         # Parse both files now: a typo must stop the start-up, not the first request.
         if self.routing_file is not None:
             load_routing(self.routing_file)

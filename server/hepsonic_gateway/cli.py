@@ -82,7 +82,14 @@ def build_dataplane(settings: Settings) -> DataPlane:
     return DataPlane(
         _routing(settings),
         metrics=Metrics(),
-        keys=KeyStore.from_file(settings.api_keys_file) if settings.api_keys_file else None,
+        keys=(
+            KeyStore.from_file(
+                settings.api_keys_file,
+                peer_key_sha256=hash_key(settings.peer_key) if settings.peer_key else None,
+            )
+            if settings.api_keys_file
+            else None
+        ),
         routing_file=settings.routing_file,
         keys_file=settings.api_keys_file,
         watch_interval_s=settings.watch_interval_s or None,
@@ -123,7 +130,10 @@ async def serve(settings: Settings) -> None:
             manage_lifecycle=False,
             peers=(
                 PeerGateways(
-                    settings.peer_entries, self_id=GATEWAY_ID, own_certificate=settings.tls_cert_file
+                    settings.peer_entries,
+                    self_id=GATEWAY_ID,
+                    key=settings.peer_key,
+                    own_certificate=settings.tls_cert_file,
                 )
                 if settings.peer_entries
                 else None

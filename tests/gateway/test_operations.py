@@ -264,10 +264,14 @@ def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
     """Two gateway replicas; the rollout is started on one and moves the other (its peer) in step."""
     models = {"*": {"pool": "default"}, "toyroll": {"pool": "default", "aliases": {"stable": 1}}}
     routing = cluster.write_routing(cluster.workdir / "routing-rollout.yaml", models=models)
-    gateway = cluster.gateway("rollout", routing=routing)
-    peer = cluster.gateway("rollout-peer", routing=routing)
+    peer_key = cluster.workdir / "peer.key"
+    peer_key.write_text("peer-key-for-the-rollout-test-4b1f")
+    gateway = cluster.gateway("rollout", routing=routing, HEPSONIC_PEER_KEY_FILE=str(peer_key))
+    peer = cluster.gateway("rollout-peer", routing=routing, HEPSONIC_PEER_KEY_FILE=str(peer_key))
+    late = cluster.gateway("rollout-late", routing=routing, HEPSONIC_PEER_KEY_FILE=str(peer_key))
     # Every replica may get the same list: the gateway finds itself in it and skips itself.
-    gateway.env["HEPSONIC_PEERS"] = f"{gateway.http},{peer.http}"
+    for replica in (gateway, peer, late):
+        replica.env["HEPSONIC_PEERS"] = f"{gateway.http},{peer.http},{late.http}"
     gateway.start()
     peer.start()
     try:
@@ -288,17 +292,25 @@ def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
         for step in ("loaded", "warmed_up", "shifted", "drained", "unloaded", "rollout done"):
             assert step in done.stdout, done.stdout
         assert f"gateways=['http://127.0.0.1:{peer.http_port}']" in done.stdout, done.stdout
+        assert f"not_running=['http://127.0.0.1:{late.http_port}']" in done.stdout, done.stdout
         for seen in (traffic, peer_traffic):
             assert seen.failures == [], seen.failures[:5]
             assert seen.versions["1"] > 0, seen.versions
             assert seen.versions["2"] > 0, seen.versions
-        for replica in (gateway, peer):
-            assert KEYS["admin"] not in replica.log_text()
+        # A gateway that starts afterwards (a replaced pod) serves the outcome, not the routing file's stable: 1.
+        late.start()
+        for replica in (gateway, peer, late):
+            for secret in (KEYS["admin"], peer_key.read_text()):
+                assert secret not in replica.log_text()
             routes = _routes(replica, "admin")["models"]["toyroll"]
             assert routes["aliases"]["stable"] == 2
             assert routes["split"] == {}
             assert routes["override"] is True
             assert routes["served_versions"] == [2]
+        with httpx.Client(base_url=late.url) as client:
+            answer = infer_http(client, "toyroll", "stable", key="admin")
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-hepsonic-model-version"] == "2"
         for triton in cluster.tritons:
             assert ("toyroll", "2") in _index(triton)
             assert ("toyroll", "1") not in _index(triton)
@@ -321,8 +333,8 @@ def test_rollout_under_traffic_has_zero_failures(cluster: Cluster) -> None:
             assert status["state"] == "failed"
             assert "already" in status["error"]
     finally:
-        gateway.stop()
-        peer.stop()
+        for replica in (gateway, peer, late):
+            replica.stop()
 
 
 def _check_port_reusable(host: str, port: int, what: str) -> None:

@@ -38,7 +38,7 @@ from hepsonic_gateway import (
 )
 from hepsonic_gateway._dataplane import GATEWAY_ID, ReplicaUnreachable
 from hepsonic_gateway._grpc import code_of
-from hepsonic_gateway._peers import PeerGateways, PeerSession, parse_peer
+from hepsonic_gateway._peers import PeerDown, PeerGateways, PeerSession, parse_peer
 from hepsonic_gateway._rest import status_of
 from hepsonic_gateway._upstream import Replica
 
@@ -337,6 +337,41 @@ def test_settings_refuse_unsafe_production(tmp_path: Path, monkeypatch: pytest.M
         Settings(routing_file=broken)
 
 
+def test_the_replicas_shared_key_is_an_admin_that_survives_key_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({"keys": [{"name": "reco", "sha256": hash_key("k1")}]}))
+    peer_key = "a-random-peer-key-0123456789"
+    keys = KeyStore.from_file(path, peer_key_sha256=hash_key(peer_key))
+    peers = keys.authenticate(f"Bearer {peer_key}")
+    assert (peers.name, peers.admin) == ("gateway-peers", True)
+    assert not keys.authenticate("Bearer k1").admin
+
+    async def reload() -> None:
+        plane = DataPlane(RoutingConfig.model_validate(ROUTING), keys=keys, keys_file=path)
+        path.write_text(yaml.safe_dump({"keys": [{"name": "reco2", "sha256": hash_key("k2")}]}))
+        await plane.reload()
+        assert plane.authenticate(f"Bearer {peer_key}").name == "gateway-peers"
+        assert plane.authenticate("Bearer k2").name == "reco2"
+        with pytest.raises(Unauthenticated):
+            plane.authenticate("Bearer k1")
+        await plane.close()
+
+    _run(reload())
+
+
+def test_peer_key_file_must_hold_a_real_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEPSONIC_PEER_KEY_FILE", raising=False)
+    key_file = tmp_path / "peer.key"
+    key_file.write_text("a-random-peer-key-0123456789\n")
+    assert Settings(peer_key_file=key_file).peer_key == "a-random-peer-key-0123456789"
+    for weak in ("short", "changeme"):
+        key_file.write_text(weak)
+        with pytest.raises(ValidationError, match="random secret of 16 characters or more"):
+            Settings(peer_key_file=key_file)
+    with pytest.raises(ValidationError, match="does not exist"):
+        Settings(peer_key_file=tmp_path / "missing.key")
+
+
 def test_peer_entries_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HEPSONIC_PEERS", raising=False)
     assert parse_peer("gw-peers.ns.svc:8080") == ("http", "gw-peers.ns.svc", 8080)
@@ -364,6 +399,10 @@ def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch)
 
         async def routes(self: PeerSession, url: str) -> dict[str, Any]:
             seen.append(url)
+            if url.endswith(":5"):
+                raise PeerDown(f"gateway peer {url} is not running")
+            if url.endswith(":6"):
+                raise Unavailable(f"gateway peer {url} did not answer")
             return {"gateway": GATEWAY_ID if url.endswith(":1") else "someone-else"}
 
         monkeypatch.setattr(PeerSession, "routes", routes)
@@ -378,6 +417,12 @@ def test_a_gateway_skips_itself_among_its_peers(monkeypatch: pytest.MonkeyPatch)
             session.gateways.entries.append(("http", "127.0.0.1", 4))  # a gateway pod joined
             assert await session.refresh() is True
             assert session.urls[-1] == "http://127.0.0.1:4"
+            session.gateways.entries.append(("http", "127.0.0.1", 5))  # listed, not running: passed by
+            assert await session.refresh() is True
+            assert (session.urls[-1], session.down) == ("http://127.0.0.1:4", ["http://127.0.0.1:5"])
+            session.gateways.entries.append(("http", "127.0.0.1", 6))  # running, not answering: stops it
+            with pytest.raises(Unavailable, match="did not answer"):
+                await session.refresh()
         finally:
             await session.aclose()
         with pytest.raises(Unavailable, match=r"gateway peer no-such-host\.invalid:80 does not resolve"):
