@@ -3,6 +3,7 @@ against Kubernetes 1.30 (strict) or its CRD's model, and the drain/scaling/routi
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import shlex
@@ -288,6 +289,13 @@ def test_gateway_replicas_find_each_other_for_rollouts(tls: bool, render: Render
     gateway_package = pytest.importorskip("hepsonic_gateway")
     parsed = gateway_package.PeerGateways([env["HEPSONIC_PEERS"]], self_id="").entries
     assert parsed == [("https" if tls else "http", host, 8080)]
+    # They act with a shared key among themselves: a generated Secret, mounted where HEPSONIC_PEER_KEY_FILE says.
+    secret = find(objects, "Secret", "-gateway-peer-key")
+    assert len(base64.b64decode(secret["data"]["peer.key"])) >= 32
+    volume = next(v for v in gateway["volumes"] if v["name"] == "peer-key")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    mount = next(m for m in gateway["containers"][0]["volumeMounts"] if m["name"] == "peer-key")
+    assert env["HEPSONIC_PEER_KEY_FILE"] == f"{mount['mountPath']}/peer.key"
 
 
 def test_inline_api_keys_become_a_secret(render: Render) -> None:
