@@ -11,9 +11,11 @@ Peers are driven through their admin API with the key the replicas share (``HEPS
 acts as the admin principal ``gateway-peers``), or else with the key of the operator who started the rollout
 (kept in memory for the rollout's duration). Keys are never logged. With the shared key a starting gateway also
 takes the run-time routes of a running peer (:meth:`._rollout.Rollouts.adopt_peer_routes`), so a pod that
-replaces another after a rollout serves the rollout's outcome, not the routing file's older one. Over https, a gateway that serves TLS itself trusts exactly
-its own certificate (the replicas share one), so the key goes only to holders of that certificate's key;
-one without a certificate of its own checks peers against the system's trust store and the entry's host name.
+replaces another after a rollout serves the rollout's outcome, not the routing file's older one.
+
+Over https, a gateway that serves TLS itself trusts exactly its own certificate (the replicas share one), so the
+key goes only to holders of that certificate's key; one without a certificate of its own checks peers against
+the system's trust store and the entry's host name.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ __all__ = ["PeerDown", "PeerGateways", "PeerSession", "parse_peer"]
 class PeerDown(Unavailable):
     """Nothing listens at a peer's address (connection refused or unreachable): a gateway that is not running.
 
-    It serves nothing, so a rollout passes it by; when it starts it takes the routes of a running peer.
+    It serves nothing, so a rollout passes it by; when it starts (with the shared key) it takes the routes of a
+    running peer.
     """
 
 
@@ -131,21 +134,25 @@ class PeerSession:
         self.urls: list[str] = []
         #: Listed peers where nothing listens (see :class:`PeerDown`).
         self.down: list[str] = []
+        #: What each running peer's ``GET /admin/routes`` said at the last :meth:`refresh`.
+        self.reports: dict[str, dict[str, Any]] = {}
 
     async def refresh(self) -> bool:
         """Look the peers up again (pods come and go during a rollout); whether the set changed."""
         self.hosts = await self.gateways.addresses()
         reports = await asyncio.gather(*(self.routes(url) for url in self.hosts), return_exceptions=True)
-        urls, down = [], []
+        running: dict[str, dict[str, Any]] = {}
+        down = []
         for url, report in zip(self.hosts, reports, strict=True):
             if isinstance(report, PeerDown):
                 down.append(url)
             elif isinstance(report, BaseException):
                 raise report
             elif report.get("gateway") != self.gateways.self_id:
-                urls.append(url)
+                running[url] = report
+        urls = list(running)
         changed = (urls, down) != (self.urls, self.down)
-        self.urls, self.down = urls, down
+        self.urls, self.down, self.reports = urls, down, running
         return changed
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:

@@ -142,10 +142,8 @@ class Rollouts:
             return []
         try:
             session = await peers.connect()
-            try:
-                reports = [await session.routes(url) for url in session.urls[:1]]
-            finally:
-                await session.aclose()
+            await session.aclose()
+            reports = list(session.reports.values())[:1]
         except GatewayError as exc:
             log.warning(
                 "no run-time routes from the peers: the routing file applies", extra={"error": exc.message}
