@@ -104,7 +104,8 @@ class PeerGateways:
         return context
 
     async def connect(self, authorization: str | None = None) -> PeerSession:
-        """The reachable peers other than this gateway; Unavailable names any that does not answer.
+        """The running peers other than this gateway (those not running are listed in ``down``); Unavailable
+        names any that runs but does not answer.
 
         ``authorization`` (an operator's ``Authorization`` header) is used when there is no shared ``key``.
         """
@@ -123,7 +124,7 @@ class PeerGateways:
 
 
 class PeerSession:
-    """The peers of one rollout, with the operator's credentials."""
+    """The peers as last looked up, with the credentials a rollout (or a starting gateway) acts with."""
 
     def __init__(self, gateways: PeerGateways, client: httpx.AsyncClient) -> None:
         self.gateways = gateways
@@ -162,9 +163,7 @@ class PeerSession:
         try:
             response = await self.client.request(method, url, **kwargs)
         except httpx.ConnectError as exc:
-            if not any(
-                isinstance(cause, ssl.SSLError) for cause in _causes(exc)
-            ):  # a bad certificate is no absence
+            if not _bad_certificate(exc):
                 raise PeerDown(f"gateway peer {base} is not running: {exc!r}") from exc
             raise Unavailable(f"gateway peer {base} did not answer: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -196,6 +195,11 @@ class PeerSession:
     async def aclose(self) -> None:
         """Close the connections (the operator's key goes with them)."""
         await self.client.aclose()
+
+
+def _bad_certificate(exc: BaseException) -> bool:
+    """Whether a failed connection failed on TLS verification (a running peer we must not trust), not absence."""
+    return any(isinstance(cause, ssl.SSLError) for cause in _causes(exc))
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
