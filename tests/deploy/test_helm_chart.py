@@ -298,6 +298,27 @@ def test_gateway_replicas_find_each_other_for_rollouts(tls: bool, render: Render
     assert env["HEPSONIC_PEER_KEY_FILE"] == f"{mount['mountPath']}/peer.key"
 
 
+def test_gateway_autoscaling_scales_the_deployment_on_cpu(render: Render) -> None:
+    objects = manifests(render(MINIMAL))
+    assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"], "off by default"
+    assert find(objects, "Deployment", "-gateway")["spec"]["replicas"] == 2
+    values = with_values(
+        **{"gateway.autoscaling": {"enabled": True, "maxReplicas": 5, "targetAverageCPU": "800m"}}
+    )
+    objects = manifests(render(values))
+    hpa = find(objects, "HorizontalPodAutoscaler", "-gateway")
+    deployment = find(objects, "Deployment", "-gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"] == {"name": "cpu", "target": {"type": "AverageValue", "averageValue": "800m"}}
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+
+
 def test_inline_api_keys_become_a_secret(render: Render) -> None:
     digest = "ab" * 32
     values = with_values(
@@ -385,6 +406,10 @@ def test_network_policy_admits_only_gateway_and_prometheus(render: Render) -> No
                 }
             },
             "minReplicas (5) is larger than maxReplicas (2)",
+        ),
+        (
+            {"gateway.autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 3}},
+            "gateway.autoscaling: minReplicas (4) is larger than maxReplicas (3)",
         ),
         ({"gateway.apiKeys": {}}, "no API keys are configured"),
         ({"gateway.tls.enabled": True}, "gateway.tls.existingSecret"),

@@ -148,6 +148,10 @@ triton.autoscaling.prometheusAddress: autoscaling is enabled but KEDA has no Pro
 triton.autoscaling: minReplicas ({{ $as.minReplicas }}) is larger than maxReplicas ({{ $as.maxReplicas }}).
 {{ end -}}
 {{- end -}}
+{{- $gw := .Values.gateway.autoscaling -}}
+{{- if and $gw.enabled (gt (int $gw.minReplicas) (int $gw.maxReplicas)) -}}
+gateway.autoscaling: minReplicas ({{ $gw.minReplicas }}) is larger than maxReplicas ({{ $gw.maxReplicas }}).
+{{ end -}}
 {{- end -}}
 
 {{- define "hepsonic.validateValues.apiKeys" -}}
