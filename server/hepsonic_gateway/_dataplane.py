@@ -216,13 +216,10 @@ class DataPlane:
             self._mtimes = self._file_mtimes()
             try:
                 config = load_routing(self.routing_file) if self.routing_file else self.routing
-                keys = (
-                    KeyStore.from_file(
-                        self.keys_file, peer_key_sha256=self.keys.peer_key_sha256 if self.keys else None
-                    )
-                    if self.keys_file
-                    else self.keys
-                )
+                keys = self.keys
+                if self.keys_file:
+                    peer_key_sha256 = keys.peer_key_sha256 if keys else None  # not in the file: kept
+                    keys = KeyStore.from_file(self.keys_file, peer_key_sha256=peer_key_sha256)
             except Exception:
                 self.metrics.reloads.labels("error").inc()
                 raise
